@@ -1,0 +1,1 @@
+//! The field catalogue and index template, generated from a profile.

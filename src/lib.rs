@@ -1,0 +1,46 @@
+//! # sophos-tac
+//!
+//! Turns Sophos Central *Threat Analysis Center* detections (rows of the XDR Data
+//! Lake's `xdr_ioc_view`) into Elastic Common Schema (ECS) documents.
+//!
+//! The crate is a library with a thin command-line front end. Its parts, in the
+//! order data flows through them:
+//!
+//! - [`input`]: lines, envelopes and rows: classifies one NDJSON line and gives a
+//!   borrowed view of the row's values.
+//! - [`mapping`]: a profile is a table of rules ([`mapping::Field`]); the
+//!   normalizer, the field catalogue, the docs and the index template all come from it.
+//! - [`output`]: the ECS document writer.
+//! - [`pipeline`]: read → normalize → write, in parallel and in input order.
+//! - [`catalogue`]: the field catalogue and the Elasticsearch/OpenSearch index
+//!   template generated from a profile.
+//!
+//! The smallest use is one line at a time:
+//!
+//! ```
+//! use sophos_tac::{mapping::Profile, Normalizer, LineOutcome};
+//!
+//! let normalizer = Normalizer::new(Profile::documented());
+//! let mut out = Vec::new();
+//! let mut warnings = normalizer.new_warnings();
+//! let line = br#"{"ioc_detection_id":"X-1","calendar_time":"2024-05-01T10:00:00Z","meta_hostname":"web-1"}"#;
+//! let outcome = normalizer.normalize_line(line, &mut out, &mut warnings);
+//! assert!(matches!(outcome, LineOutcome::Normalized));
+//! let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
+//! assert_eq!(doc["host"]["name"], "web-1");
+//! assert_eq!(doc["@timestamp"], "2024-05-01T10:00:00Z");
+//! ```
+#![warn(missing_docs)]
+
+pub mod catalogue;
+pub mod error;
+pub mod input;
+pub mod mapping;
+mod normalizer;
+pub mod output;
+pub mod pipeline;
+pub mod time;
+pub mod value;
+
+pub use error::{Error, RejectReason};
+pub use normalizer::{LineOutcome, Normalizer, Warnings};

@@ -1,1 +1,113 @@
-//! The field catalogue and index template, generated from a profile.
+//! The field catalogue and the index template, generated from a profile's table.
+
+use serde_json::{Map, Value, json};
+
+use crate::mapping::{EcsType, Profile};
+
+/// The catalogue as a markdown table: field, type, where it comes from, meaning.
+pub fn markdown(profile: &Profile) -> String {
+    let mut out = String::from("| Field | Type | From the row | Description |\n|---|---|---|---|\n");
+    for f in profile.fields() {
+        let ty = if f.array { format!("{} (list)", f.ecs_type) } else { f.ecs_type.to_string() };
+        out.push_str(&format!("| `{}` | {} | {} | {} |\n", f.name, ty, f.origin(), f.description.replace('|', "\\|")));
+    }
+    out
+}
+
+/// The catalogue as JSON: a list of `{name, type, array, source_keys, source, description}`.
+pub fn json(profile: &Profile) -> Value {
+    let fields: Vec<Value> = profile
+        .fields()
+        .iter()
+        .map(|f| {
+            json!({
+                "name": f.name,
+                "type": f.ecs_type.name(),
+                "array": f.array,
+                "source_keys": f.row_keys(),
+                "source": f.origin().replace('`', ""),
+                "description": f.description,
+            })
+        })
+        .collect();
+    json!({ "profile": profile.name(), "fields": fields })
+}
+
+/// Options of the generated index template.
+#[derive(Debug, Clone)]
+pub struct TemplateOptions {
+    /// The index patterns the template applies to.
+    pub index_patterns: Vec<String>,
+    /// When true, matching indices are created as a data stream.
+    pub data_stream: bool,
+    /// The template's priority.
+    pub priority: u32,
+}
+
+impl Default for TemplateOptions {
+    fn default() -> Self {
+        TemplateOptions { index_patterns: vec!["sophos-tac-*".to_string()], data_stream: false, priority: 200 }
+    }
+}
+
+/// A composable index template (`PUT _index_template/<name>`) for Elasticsearch
+/// and OpenSearch whose mappings give every field of the profile its type.
+pub fn index_template(profile: &Profile, options: &TemplateOptions) -> Value {
+    let mut properties = Map::new();
+    for f in profile.fields() {
+        let mut node = &mut properties;
+        let mut segments = f.name.split('.').peekable();
+        while let Some(segment) = segments.next() {
+            if segments.peek().is_none() {
+                node.insert(segment.to_string(), mapping_type(f.ecs_type));
+            } else {
+                let child = node.entry(segment.to_string()).or_insert_with(|| json!({ "properties": {} }));
+                node = child["properties"].as_object_mut().expect("an object node has properties");
+            }
+        }
+    }
+    let mut template = json!({
+        "index_patterns": options.index_patterns,
+        "priority": options.priority,
+        "template": { "mappings": { "properties": properties } },
+        "_meta": { "generator": concat!("sophos-tac ", env!("CARGO_PKG_VERSION")), "profile": profile.name() },
+    });
+    if options.data_stream {
+        template["data_stream"] = json!({});
+    }
+    template
+}
+
+fn mapping_type(t: EcsType) -> Value {
+    match t {
+        EcsType::Date => json!({ "type": "date", "format": "strict_date_optional_time||epoch_millis" }),
+        other => json!({ "type": other.name() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_nests_and_types_fields() {
+        let t = index_template(&Profile::documented(), &TemplateOptions::default());
+        let p = &t["template"]["mappings"]["properties"];
+        assert_eq!(p["message"]["type"], "text");
+        assert_eq!(p["@timestamp"]["type"], "date");
+        assert_eq!(p["event"]["properties"]["severity"]["type"], "long");
+        assert_eq!(p["source"]["properties"]["geo"]["properties"]["city_name"]["type"], "keyword");
+        assert_eq!(p["registry"]["properties"]["data"]["properties"]["strings"]["type"], "wildcard");
+        assert_eq!(p["related"]["properties"]["ip"]["type"], "ip");
+        assert!(t.get("data_stream").is_none());
+        let ds = index_template(&Profile::documented(), &TemplateOptions { data_stream: true, ..Default::default() });
+        assert_eq!(ds["data_stream"], json!({}));
+    }
+
+    #[test]
+    fn markdown_has_a_row_per_field() {
+        let md = markdown(&Profile::documented());
+        assert_eq!(md.lines().count(), 2 + Profile::documented().fields().len());
+        assert!(md.contains("| `source.ip` | ip | `meta_public_ip` |"));
+    }
+}

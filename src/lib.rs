@@ -43,4 +43,4 @@ pub mod time;
 pub mod value;
 
 pub use error::{Error, RejectReason};
-pub use normalizer::{LineOutcome, Normalizer, Warnings};
+pub use normalizer::{DEFAULT_MAX_LINE_BYTES, LineOutcome, Normalizer, Warnings};

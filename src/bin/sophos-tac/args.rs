@@ -1,0 +1,176 @@
+//! Raw command-line flags (clap), and their resolution into a [`Config`].
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use sophos_tac::Normalizer;
+use sophos_tac::catalogue::TemplateOptions;
+use sophos_tac::mapping::Profile;
+use sophos_tac::pipeline::{Input, Options};
+
+/// Sophos Central Threat Analysis Center detections → Elastic Common Schema.
+#[derive(Debug, Parser)]
+#[command(name = "sophos-tac", version, about, long_about = None)]
+pub struct Args {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Normalize NDJSON rows (or envelopes) into ECS documents, one per line.
+    Normalize(NormalizeArgs),
+    /// Print the field catalogue, or the index template, of a profile.
+    Fields(FieldsArgs),
+}
+
+/// Flags of `normalize`.
+#[derive(Debug, clap::Args)]
+pub struct NormalizeArgs {
+    /// Input files (NDJSON, gzip recognised by content); `-` or none reads stdin.
+    pub files: Vec<PathBuf>,
+    /// Write documents to this file instead of stdout.
+    #[arg(short, long, value_name = "OUT")]
+    pub output: Option<PathBuf>,
+    /// Write rejected lines to this file as NDJSON (file, line, offset, reason, text)
+    /// instead of reporting each on stderr.
+    #[arg(long, value_name = "FILE")]
+    pub rejects: Option<PathBuf>,
+    /// The mapping profile.
+    #[arg(long, default_value = "documented", value_parser = clap::builder::PossibleValuesParser::new(Profile::NAMES))]
+    pub profile: String,
+    /// Worker threads (default: all cores). 1 runs on a single thread.
+    #[arg(long, short = 'j', value_name = "N")]
+    pub threads: Option<usize>,
+    /// Reject lines longer than this many bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = sophos_tac::DEFAULT_MAX_LINE_BYTES)]
+    pub max_line_bytes: usize,
+    /// No summary on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// The catalogue's formats.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    /// A markdown table.
+    Markdown,
+    /// A JSON document.
+    Json,
+}
+
+/// Flags of `fields`.
+#[derive(Debug, clap::Args)]
+pub struct FieldsArgs {
+    /// The mapping profile.
+    #[arg(long, default_value = "documented", value_parser = clap::builder::PossibleValuesParser::new(Profile::NAMES))]
+    pub profile: String,
+    /// The catalogue's format.
+    #[arg(long, value_enum, default_value = "markdown")]
+    pub format: Format,
+    /// Print a composable index template (Elasticsearch / OpenSearch) instead.
+    #[arg(long)]
+    pub index_template: bool,
+    /// With --index-template: an index pattern (repeatable; default `sophos-tac-*`).
+    #[arg(long, value_name = "PATTERN", requires = "index_template")]
+    pub index_pattern: Vec<String>,
+    /// With --index-template: create matching indices as a data stream.
+    #[arg(long, requires = "index_template")]
+    pub data_stream: bool,
+}
+
+/// Where documents go.
+#[derive(Debug)]
+pub enum Target {
+    /// Standard output.
+    Stdout,
+    /// A file, created or truncated.
+    File(PathBuf),
+}
+
+/// A resolved `normalize` run.
+#[derive(Debug)]
+pub struct NormalizeConfig {
+    /// The compiled profile.
+    pub normalizer: Normalizer,
+    /// The inputs, in order.
+    pub inputs: Vec<Input>,
+    /// Where documents go.
+    pub output: Target,
+    /// Where rejects go; `None` reports them on stderr.
+    pub rejects: Option<PathBuf>,
+    /// Threads and block size.
+    pub options: Options,
+    /// No summary.
+    pub quiet: bool,
+}
+
+/// A resolved `fields` run.
+#[derive(Debug)]
+pub struct FieldsConfig {
+    /// The profile to describe.
+    pub profile: Profile,
+    /// The format of the catalogue.
+    pub format: Format,
+    /// Set when the index template is wanted instead.
+    pub template: Option<TemplateOptions>,
+}
+
+/// What to run.
+#[derive(Debug)]
+pub enum Config {
+    /// `normalize`.
+    Normalize(NormalizeConfig),
+    /// `fields`.
+    Fields(FieldsConfig),
+}
+
+fn profile(name: &str) -> anyhow::Result<Profile> {
+    Profile::by_name(name).with_context(|| format!("unknown profile {name:?}"))
+}
+
+impl Args {
+    /// Resolves the flags into a [`Config`].
+    pub fn into_config(self) -> anyhow::Result<Config> {
+        Ok(match self.command {
+            Command::Normalize(a) => {
+                let mut options = Options::default();
+                if let Some(n) = a.threads {
+                    if n == 0 {
+                        bail!("--threads must be at least 1");
+                    }
+                    options.threads = n;
+                }
+                if a.max_line_bytes == 0 {
+                    bail!("--max-line-bytes must be at least 1");
+                }
+                let mut inputs: Vec<Input> = a.files.into_iter().map(|p| if p.as_os_str() == "-" { Input::Stdin } else { Input::Path(p) }).collect();
+                if inputs.is_empty() {
+                    inputs.push(Input::Stdin);
+                }
+                Config::Normalize(NormalizeConfig {
+                    normalizer: Normalizer::new(profile(&a.profile)?).with_max_line_bytes(a.max_line_bytes),
+                    inputs,
+                    output: a.output.map_or(Target::Stdout, Target::File),
+                    rejects: a.rejects,
+                    options,
+                    quiet: a.quiet,
+                })
+            }
+            Command::Fields(a) => Config::Fields(FieldsConfig {
+                profile: profile(&a.profile)?,
+                format: a.format,
+                template: a.index_template.then(|| {
+                    let mut t = TemplateOptions { data_stream: a.data_stream, ..TemplateOptions::default() };
+                    if !a.index_pattern.is_empty() {
+                        t.index_patterns = a.index_pattern;
+                    }
+                    t
+                }),
+            }),
+        })
+    }
+}

@@ -1,0 +1,49 @@
+//! The `sophos-tac` command: a thin layer over the library.
+
+mod args;
+mod normalize;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use args::{Args, Config, Format};
+use clap::Parser;
+use sophos_tac::catalogue;
+
+/// Exit status: every line normalized or blank.
+pub const EXIT_OK: u8 = 0;
+/// Exit status: the run finished, but at least one line was rejected.
+pub const EXIT_REJECTS: u8 = 1;
+/// Exit status: an error stopped the run or an input could not be read.
+pub const EXIT_ERROR: u8 = 2;
+
+fn main() -> ExitCode {
+    let config = match Args::parse().into_config() {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    match run(config) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(e: &anyhow::Error) -> ExitCode {
+    eprintln!("sophos-tac: {e:#}");
+    ExitCode::from(EXIT_ERROR)
+}
+
+fn run(config: Config) -> anyhow::Result<u8> {
+    match config {
+        Config::Normalize(c) => normalize::run(c),
+        Config::Fields(c) => {
+            let text = match (&c.template, c.format) {
+                (Some(t), _) => serde_json::to_string_pretty(&catalogue::index_template(&c.profile, t))? + "\n",
+                (None, Format::Json) => serde_json::to_string_pretty(&catalogue::json(&c.profile))? + "\n",
+                (None, Format::Markdown) => catalogue::markdown(&c.profile),
+            };
+            std::io::stdout().lock().write_all(text.as_bytes()).map_err(|e| anyhow::anyhow!("<stdout>: {e}"))?;
+            Ok(EXIT_OK)
+        }
+    }
+}

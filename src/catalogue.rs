@@ -6,10 +6,21 @@ use crate::mapping::{EcsType, Profile};
 
 /// The catalogue as a markdown table: field, type, where it comes from, meaning.
 pub fn markdown(profile: &Profile) -> String {
-    let mut out = String::from("| Field | Type | From the row | Description |\n|---|---|---|---|\n");
+    let mut out =
+        String::from("| Field | Type | From the row | Description |\n|---|---|---|---|\n");
     for f in profile.fields() {
-        let ty = if f.array { format!("{} (list)", f.ecs_type) } else { f.ecs_type.to_string() };
-        out.push_str(&format!("| `{}` | {} | {} | {} |\n", f.name, ty, f.origin(), f.description.replace('|', "\\|")));
+        let ty = if f.array {
+            format!("{} (list)", f.ecs_type)
+        } else {
+            f.ecs_type.to_string()
+        };
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            f.name,
+            ty,
+            f.origin(),
+            f.description.replace('|', "\\|")
+        ));
     }
     out
 }
@@ -46,7 +57,11 @@ pub struct TemplateOptions {
 
 impl Default for TemplateOptions {
     fn default() -> Self {
-        TemplateOptions { index_patterns: vec!["sophos-tac-*".to_string()], data_stream: false, priority: 200 }
+        TemplateOptions {
+            index_patterns: vec!["sophos-tac-*".to_string()],
+            data_stream: false,
+            priority: 200,
+        }
     }
 }
 
@@ -61,8 +76,12 @@ pub fn index_template(profile: &Profile, options: &TemplateOptions) -> Value {
             if segments.peek().is_none() {
                 node.insert(segment.to_string(), mapping_type(f.ecs_type));
             } else {
-                let child = node.entry(segment.to_string()).or_insert_with(|| json!({ "properties": {} }));
-                node = child["properties"].as_object_mut().expect("an object node has properties");
+                let child = node
+                    .entry(segment.to_string())
+                    .or_insert_with(|| json!({ "properties": {} }));
+                node = child["properties"]
+                    .as_object_mut()
+                    .expect("an object node has properties");
             }
         }
     }
@@ -80,7 +99,9 @@ pub fn index_template(profile: &Profile, options: &TemplateOptions) -> Value {
 
 fn mapping_type(t: EcsType) -> Value {
     match t {
-        EcsType::Date => json!({ "type": "date", "format": "strict_date_optional_time||epoch_millis" }),
+        EcsType::Date => {
+            json!({ "type": "date", "format": "strict_date_optional_time||epoch_millis" })
+        }
         other => json!({ "type": other.name() }),
     }
 }
@@ -96,11 +117,23 @@ mod tests {
         assert_eq!(p["message"]["type"], "text");
         assert_eq!(p["@timestamp"]["type"], "date");
         assert_eq!(p["event"]["properties"]["severity"]["type"], "long");
-        assert_eq!(p["source"]["properties"]["geo"]["properties"]["city_name"]["type"], "keyword");
-        assert_eq!(p["registry"]["properties"]["data"]["properties"]["strings"]["type"], "wildcard");
+        assert_eq!(
+            p["source"]["properties"]["geo"]["properties"]["city_name"]["type"],
+            "keyword"
+        );
+        assert_eq!(
+            p["registry"]["properties"]["data"]["properties"]["strings"]["type"],
+            "wildcard"
+        );
         assert_eq!(p["related"]["properties"]["ip"]["type"], "ip");
         assert!(t.get("data_stream").is_none());
-        let ds = index_template(&Profile::documented(), &TemplateOptions { data_stream: true, ..Default::default() });
+        let ds = index_template(
+            &Profile::documented(),
+            &TemplateOptions {
+                data_stream: true,
+                ..Default::default()
+            },
+        );
         assert_eq!(ds["data_stream"], json!({}));
     }
 

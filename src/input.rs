@@ -26,9 +26,14 @@ pub fn line_text(line: &[u8], max_len: usize) -> Result<Option<&str>, RejectReas
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.len() > max_len {
-        return Err(RejectReason::TooLong { len: line.len(), limit: max_len });
+        return Err(RejectReason::TooLong {
+            len: line.len(),
+            limit: max_len,
+        });
     }
-    let text = std::str::from_utf8(line).map_err(|e| RejectReason::InvalidUtf8 { valid_up_to: e.valid_up_to() })?;
+    let text = std::str::from_utf8(line).map_err(|e| RejectReason::InvalidUtf8 {
+        valid_up_to: e.valid_up_to(),
+    })?;
     if text.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
         return Ok(None);
     }
@@ -138,7 +143,9 @@ impl fmt::Display for ObjectError {
 }
 
 fn parse_object<'a>(text: &'a str, keys: &KeyIndex) -> Result<Object<'a>, ObjectError> {
-    let first = text.bytes().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    let first = text
+        .bytes()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
     if first != Some(b'{') {
         // Say what the line holds when it is valid JSON of another kind.
         serde_json::from_str::<IgnoredAny>(text).map_err(ObjectError::Json)?;
@@ -150,9 +157,17 @@ fn parse_object<'a>(text: &'a str, keys: &KeyIndex) -> Result<Object<'a>, Object
             _ => "a number",
         }));
     }
-    let mut object = Object { message: None, slots: vec![None; keys.len()] };
+    let mut object = Object {
+        message: None,
+        slots: vec![None; keys.len()],
+    };
     let mut de = serde_json::Deserializer::from_str(text);
-    ObjectSeed { keys, object: &mut object }.deserialize(&mut de).map_err(ObjectError::Json)?;
+    ObjectSeed {
+        keys,
+        object: &mut object,
+    }
+    .deserialize(&mut de)
+    .map_err(ObjectError::Json)?;
     de.end().map_err(ObjectError::Json)?;
     Ok(object)
 }
@@ -238,14 +253,24 @@ mod tests {
 
     #[test]
     fn limits_and_utf8() {
-        assert_eq!(line_text(b"12345", 4), Err(RejectReason::TooLong { len: 5, limit: 4 }));
-        assert_eq!(line_text(b"ab\xffcd", 100), Err(RejectReason::InvalidUtf8 { valid_up_to: 2 }));
+        assert_eq!(
+            line_text(b"12345", 4),
+            Err(RejectReason::TooLong { len: 5, limit: 4 })
+        );
+        assert_eq!(
+            line_text(b"ab\xffcd", 100),
+            Err(RejectReason::InvalidUtf8 { valid_up_to: 2 })
+        );
     }
 
     #[test]
     fn raw_row_slots_and_duplicate_keys() {
         let k = keys();
-        let Record::Raw(o) = parse_line(r#"{"meta_hostname":"a","x":[1,{"y":2}],"meta_hostname":"b"}"#, &k).unwrap() else {
+        let Record::Raw(o) = parse_line(
+            r#"{"meta_hostname":"a","x":[1,{"y":2}],"meta_hostname":"b"}"#,
+            &k,
+        )
+        .unwrap() else {
             panic!("expected a raw row")
         };
         assert_eq!(o.slots[0].unwrap().get(), r#""b""#);
@@ -255,30 +280,71 @@ mod tests {
     #[test]
     fn escaped_keys_match() {
         let k = keys();
-        let Record::Raw(o) = parse_line(r#"{"meta_host\u006eame":"a"}"#, &k).unwrap() else { panic!() };
+        let Record::Raw(o) = parse_line(r#"{"meta_host\u006eame":"a"}"#, &k).unwrap() else {
+            panic!()
+        };
         assert_eq!(o.slots[0].unwrap().get(), r#""a""#);
     }
 
     #[test]
     fn envelope_detection() {
         let k = keys();
-        assert!(matches!(parse_line(r#"{"message":"{\"a\":1}","x":1}"#, &k), Ok(Record::Envelope { .. })));
-        assert!(matches!(parse_line(r#"{"message":" \n{\"a\":1}"}"#, &k), Ok(Record::Envelope { .. })));
-        assert!(matches!(parse_line(r#"{"message":"plain text"}"#, &k), Ok(Record::Raw(_))));
-        assert!(matches!(parse_line(r#"{"message":"[1,2]"}"#, &k), Ok(Record::Raw(_))));
-        assert!(matches!(parse_line(r#"{"message":{"a":1}}"#, &k), Ok(Record::Raw(_))));
-        assert!(matches!(parse_line(r#"{"message":null}"#, &k), Ok(Record::Raw(_))));
+        assert!(matches!(
+            parse_line(r#"{"message":"{\"a\":1}","x":1}"#, &k),
+            Ok(Record::Envelope { .. })
+        ));
+        assert!(matches!(
+            parse_line(r#"{"message":" \n{\"a\":1}"}"#, &k),
+            Ok(Record::Envelope { .. })
+        ));
+        assert!(matches!(
+            parse_line(r#"{"message":"plain text"}"#, &k),
+            Ok(Record::Raw(_))
+        ));
+        assert!(matches!(
+            parse_line(r#"{"message":"[1,2]"}"#, &k),
+            Ok(Record::Raw(_))
+        ));
+        assert!(matches!(
+            parse_line(r#"{"message":{"a":1}}"#, &k),
+            Ok(Record::Raw(_))
+        ));
+        assert!(matches!(
+            parse_line(r#"{"message":null}"#, &k),
+            Ok(Record::Raw(_))
+        ));
     }
 
     #[test]
     fn rejects_say_why() {
         let k = keys();
-        assert_eq!(parse_line("[1,2]", &k).unwrap_err(), RejectReason::NotAnObject("an array"));
-        assert_eq!(parse_line("42", &k).unwrap_err(), RejectReason::NotAnObject("a number"));
-        assert!(matches!(parse_line("{\"a\":", &k).unwrap_err(), RejectReason::InvalidJson(_)));
-        assert!(matches!(parse_line("{\"a\":1} x", &k).unwrap_err(), RejectReason::InvalidJson(_)));
-        assert!(matches!(parse_line("not json", &k).unwrap_err(), RejectReason::InvalidJson(_)));
-        assert!(matches!(parse_envelope_row("{\"a\":", &k).unwrap_err(), RejectReason::BrokenEnvelope(_)));
-        assert!(matches!(parse_envelope_row("{} []", &k).unwrap_err(), RejectReason::BrokenEnvelope(_)));
+        assert_eq!(
+            parse_line("[1,2]", &k).unwrap_err(),
+            RejectReason::NotAnObject("an array")
+        );
+        assert_eq!(
+            parse_line("42", &k).unwrap_err(),
+            RejectReason::NotAnObject("a number")
+        );
+        assert!(matches!(
+            parse_line("{\"a\":", &k).unwrap_err(),
+            RejectReason::InvalidJson(_)
+        ));
+        assert!(matches!(
+            parse_line("{\"a\":1} x", &k).unwrap_err(),
+            RejectReason::InvalidJson(_)
+        ));
+        assert!(matches!(
+            parse_line("not json", &k).unwrap_err(),
+            RejectReason::InvalidJson(_)
+        ));
+        assert!(matches!(
+            parse_envelope_row("{\"a\":", &k).unwrap_err(),
+            RejectReason::BrokenEnvelope(_)
+        ));
+        assert!(matches!(
+            parse_envelope_row("{} []", &k).unwrap_err(),
+            RejectReason::BrokenEnvelope(_)
+        ));
     }
 }

@@ -55,7 +55,11 @@ impl Warnings {
 
     /// `(field index, count)` for every field with at least one warning.
     pub fn nonzero(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
-        self.counts.iter().copied().enumerate().filter(|&(_, n)| n > 0)
+        self.counts
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|&(_, n)| n > 0)
     }
 
     fn add(&mut self, index: usize) {
@@ -102,12 +106,20 @@ impl Normalizer {
                 Source::FirstTime(ks) => Step::FirstTime(ks.iter().map(|k| keys.slot(k)).collect()),
                 Source::ListOf(name) => {
                     let target = fields[..i].iter().position(|f| f.name == name);
-                    Step::ListOf(target.unwrap_or_else(|| panic!("{}: ListOf({name}) must name an earlier field", field.name)))
+                    Step::ListOf(target.unwrap_or_else(|| {
+                        panic!("{}: ListOf({name}) must name an earlier field", field.name)
+                    }))
                 }
             })
             .collect();
         let layout = Layout::new(fields);
-        Normalizer { profile, keys, steps, layout, max_line_bytes: DEFAULT_MAX_LINE_BYTES }
+        Normalizer {
+            profile,
+            keys,
+            steps,
+            layout,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+        }
     }
 
     /// Sets the longest line accepted, in bytes; longer lines are rejected.
@@ -123,13 +135,20 @@ impl Normalizer {
 
     /// Fresh, zeroed warning counts sized for this profile.
     pub fn new_warnings(&self) -> Warnings {
-        Warnings { counts: vec![0; self.profile.fields().len()] }
+        Warnings {
+            counts: vec![0; self.profile.fields().len()],
+        }
     }
 
     /// Normalizes one line (with or without its line ending). On
     /// [`LineOutcome::Normalized`] one document and a `\n` are appended to `out`;
     /// otherwise `out` is left as it was. Never panics, whatever the bytes.
-    pub fn normalize_line(&self, line: &[u8], out: &mut Vec<u8>, warnings: &mut Warnings) -> LineOutcome {
+    pub fn normalize_line(
+        &self,
+        line: &[u8],
+        out: &mut Vec<u8>,
+        warnings: &mut Warnings,
+    ) -> LineOutcome {
         match self.try_normalize(line, out, warnings) {
             Ok(true) => LineOutcome::Normalized,
             Ok(false) => LineOutcome::Blank,
@@ -137,14 +156,20 @@ impl Normalizer {
         }
     }
 
-    fn try_normalize(&self, line: &[u8], out: &mut Vec<u8>, warnings: &mut Warnings) -> Result<bool, RejectReason> {
+    fn try_normalize(
+        &self,
+        line: &[u8],
+        out: &mut Vec<u8>,
+        warnings: &mut Warnings,
+    ) -> Result<bool, RejectReason> {
         let Some(text) = input::line_text(line, self.max_line_bytes)? else {
             return Ok(false);
         };
         match input::parse_line(text, &self.keys)? {
             Record::Raw(row) => self.emit(Value::Str(Cow::Borrowed(text)), &row, out, warnings),
             Record::Envelope { message } => {
-                let inner = value::unquote(message.get()).ok_or_else(|| RejectReason::BrokenEnvelope("unreadable string".into()))?;
+                let inner = value::unquote(message.get())
+                    .ok_or_else(|| RejectReason::BrokenEnvelope("unreadable string".into()))?;
                 let row = input::parse_envelope_row(&inner, &self.keys)?;
                 self.emit(Value::Literal(message.get()), &row, out, warnings);
             }
@@ -152,18 +177,28 @@ impl Normalizer {
         Ok(true)
     }
 
-    fn emit(&self, original: Value<'_>, row: &Object<'_>, out: &mut Vec<u8>, warnings: &mut Warnings) {
+    fn emit(
+        &self,
+        original: Value<'_>,
+        row: &Object<'_>,
+        out: &mut Vec<u8>,
+        warnings: &mut Warnings,
+    ) {
         let fields = self.profile.fields();
         let mut values: Vec<Option<Value>> = Vec::with_capacity(fields.len());
         for (i, step) in self.steps.iter().enumerate() {
             let v = match step {
                 Step::Original => Some(original.clone()),
                 Step::Constant(c) => Some(Value::Str(Cow::Borrowed(*c))),
-                Step::Key(slot, convert) => convert_value(row.slots[*slot], *convert, &fields[i], i, warnings),
-                Step::FirstTime(slots) => Some(Value::Time(first_time(row, slots).unwrap_or_else(|| {
-                    warnings.add(i);
-                    EventTime::now()
-                }))),
+                Step::Key(slot, convert) => {
+                    convert_value(row.slots[*slot], *convert, &fields[i], i, warnings)
+                }
+                Step::FirstTime(slots) => {
+                    Some(Value::Time(first_time(row, slots).unwrap_or_else(|| {
+                        warnings.add(i);
+                        EventTime::now()
+                    })))
+                }
                 Step::ListOf(target) => values[*target].clone(),
             };
             values.push(v);
@@ -172,7 +207,13 @@ impl Normalizer {
     }
 }
 
-fn convert_value<'a>(raw: Option<&'a RawValue>, convert: Convert, _field: &Field, index: usize, warnings: &mut Warnings) -> Option<Value<'a>> {
+fn convert_value<'a>(
+    raw: Option<&'a RawValue>,
+    convert: Convert,
+    _field: &Field,
+    index: usize,
+    warnings: &mut Warnings,
+) -> Option<Value<'a>> {
     let text = raw.and_then(value::text);
     match convert {
         Convert::Text => text.map(Value::Str),

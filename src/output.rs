@@ -91,24 +91,46 @@ impl Layout {
                 let pos = match node.children.iter().position(|c| c.name == segment) {
                     Some(pos) => pos,
                     None => {
-                        node.children.push(Node { name: segment.to_string(), ..Node::default() });
+                        node.children.push(Node {
+                            name: segment.to_string(),
+                            ..Node::default()
+                        });
                         node.children.len() - 1
                     }
                 };
                 node = &mut node.children[pos];
             }
-            assert!(node.field.is_none() && node.children.is_empty(), "field {} is defined twice or is a parent", field.name);
+            assert!(
+                node.field.is_none() && node.children.is_empty(),
+                "field {} is defined twice or is a parent",
+                field.name
+            );
             node.field = Some(i);
         }
         let mut leaves = Vec::new();
-        fn walk(node: &mut Node, parents: &mut Vec<usize>, node_open: &mut Vec<Vec<u8>>, leaves: &mut Vec<Leaf>, fields: &[Field]) {
+        fn walk(
+            node: &mut Node,
+            parents: &mut Vec<usize>,
+            node_open: &mut Vec<Vec<u8>>,
+            leaves: &mut Vec<Leaf>,
+            fields: &[Field],
+        ) {
             for child in &mut node.children {
                 let mut key = Vec::new();
                 write_str(&mut key, &child.name);
                 key.push(b':');
                 if let Some(field) = child.field {
-                    assert!(child.children.is_empty(), "field {} is also a parent", fields[field].name);
-                    leaves.push(Leaf { field, parents: parents.clone(), key, array: fields[field].array });
+                    assert!(
+                        child.children.is_empty(),
+                        "field {} is also a parent",
+                        fields[field].name
+                    );
+                    leaves.push(Leaf {
+                        field,
+                        parents: parents.clone(),
+                        key,
+                        array: fields[field].array,
+                    });
                 } else {
                     key.push(b'{');
                     let id = node_open.len();
@@ -120,7 +142,13 @@ impl Layout {
                 }
             }
         }
-        walk(&mut root, &mut Vec::new(), &mut node_open, &mut leaves, fields);
+        walk(
+            &mut root,
+            &mut Vec::new(),
+            &mut node_open,
+            &mut leaves,
+            fields,
+        );
         Layout { leaves, node_open }
     }
 
@@ -132,8 +160,14 @@ impl Layout {
         let mut has_member: Vec<bool> = Vec::with_capacity(5);
         has_member.push(false);
         for leaf in &self.leaves {
-            let Some(value) = &values[leaf.field] else { continue };
-            let common = open.iter().zip(&leaf.parents).take_while(|(a, b)| a == b).count();
+            let Some(value) = &values[leaf.field] else {
+                continue;
+            };
+            let common = open
+                .iter()
+                .zip(&leaf.parents)
+                .take_while(|(a, b)| a == b)
+                .count();
             while open.len() > common {
                 open.pop();
                 has_member.pop();
@@ -177,12 +211,21 @@ mod tests {
     use crate::mapping::{Convert, EcsType, Source};
 
     const fn f(name: &'static str) -> Field {
-        Field { name, ecs_type: EcsType::Keyword, array: false, description: "", source: Source::Key("k", Convert::Text) }
+        Field {
+            name,
+            ecs_type: EcsType::Keyword,
+            array: false,
+            description: "",
+            source: Source::Key("k", Convert::Text),
+        }
     }
 
     fn render(fields: &[Field], values: &[Option<&str>]) -> String {
         let layout = Layout::new(fields);
-        let values: Vec<Option<Value>> = values.iter().map(|v| v.map(|s| Value::Str(Cow::Borrowed(s)))).collect();
+        let values: Vec<Option<Value>> = values
+            .iter()
+            .map(|v| v.map(|s| Value::Str(Cow::Borrowed(s))))
+            .collect();
         let mut out = Vec::new();
         layout.write(&values, &mut out);
         String::from_utf8(out).unwrap()
@@ -191,19 +234,31 @@ mod tests {
     #[test]
     fn nests_in_first_appearance_order() {
         let fields = [f("a.x"), f("b"), f("a.y.z"), f("a.y.w")];
-        assert_eq!(render(&fields, &[Some("1"), Some("2"), Some("3"), Some("4")]), "{\"a\":{\"x\":\"1\",\"y\":{\"z\":\"3\",\"w\":\"4\"}},\"b\":\"2\"}\n");
+        assert_eq!(
+            render(&fields, &[Some("1"), Some("2"), Some("3"), Some("4")]),
+            "{\"a\":{\"x\":\"1\",\"y\":{\"z\":\"3\",\"w\":\"4\"}},\"b\":\"2\"}\n"
+        );
     }
 
     #[test]
     fn empty_parents_are_left_out() {
         let fields = [f("a.x"), f("a.y.z"), f("b"), f("c.d")];
-        assert_eq!(render(&fields, &[None, None, Some("2"), None]), "{\"b\":\"2\"}\n");
-        assert_eq!(render(&fields, &[None, Some("3"), None, None]), "{\"a\":{\"y\":{\"z\":\"3\"}}}\n");
+        assert_eq!(
+            render(&fields, &[None, None, Some("2"), None]),
+            "{\"b\":\"2\"}\n"
+        );
+        assert_eq!(
+            render(&fields, &[None, Some("3"), None, None]),
+            "{\"a\":{\"y\":{\"z\":\"3\"}}}\n"
+        );
         assert_eq!(render(&fields, &[None, None, None, None]), "{}\n");
     }
 
     #[test]
     fn strings_are_escaped() {
-        assert_eq!(render(&[f("a")], &[Some("q\"\\\n\u{1}é")]), "{\"a\":\"q\\\"\\\\\\n\\u0001é\"}\n");
+        assert_eq!(
+            render(&[f("a")], &[Some("q\"\\\n\u{1}é")]),
+            "{\"a\":\"q\\\"\\\\\\n\\u0001é\"}\n"
+        );
     }
 }

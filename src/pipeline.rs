@@ -43,7 +43,10 @@ impl Input {
 
     /// Opens the input, decompressing it when it starts with the gzip magic bytes.
     pub fn open(&self) -> Result<Box<dyn Read + Send>, Error> {
-        let read_err = |source| Error::Read { path: self.name(), source };
+        let read_err = |source| Error::Read {
+            path: self.name(),
+            source,
+        };
         let raw: Box<dyn Read + Send> = match self {
             Input::Stdin => Box::new(io::stdin()),
             Input::Path(p) => Box::new(File::open(p).map_err(read_err)?),
@@ -69,7 +72,10 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { threads: std::thread::available_parallelism().map_or(1, |n| n.get()), block_bytes: 1024 * 1024 }
+        Options {
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            block_bytes: 1024 * 1024,
+        }
     }
 }
 
@@ -97,7 +103,8 @@ impl Reject<'_> {
             Ok(text) => v["text"] = json!(text),
             Err(_) => {
                 use base64::Engine;
-                v["text_base64"] = json!(base64::engine::general_purpose::STANDARD.encode(self.bytes));
+                v["text_base64"] =
+                    json!(base64::engine::general_purpose::STANDARD.encode(self.bytes));
             }
         }
         v
@@ -125,19 +132,28 @@ pub struct RejectsWriter<W: Write> {
 impl<W: Write> RejectsWriter<W> {
     /// Writes to `out`, named `name` in error messages.
     pub fn new(name: impl Into<String>, out: W) -> Self {
-        RejectsWriter { name: name.into(), out }
+        RejectsWriter {
+            name: name.into(),
+            out,
+        }
     }
 
     /// Writes one reject.
     pub fn write(&mut self, reject: &Reject<'_>) -> Result<(), Error> {
         let mut line = serde_json::to_vec(&reject.to_json()).unwrap_or_default();
         line.push(b'\n');
-        self.out.write_all(&line).map_err(|source| Error::Write { path: self.name.clone(), source })
+        self.out.write_all(&line).map_err(|source| Error::Write {
+            path: self.name.clone(),
+            source,
+        })
     }
 
     /// Flushes the output.
     pub fn flush(&mut self) -> Result<(), Error> {
-        self.out.flush().map_err(|source| Error::Write { path: self.name.clone(), source })
+        self.out.flush().map_err(|source| Error::Write {
+            path: self.name.clone(),
+            source,
+        })
     }
 }
 
@@ -173,18 +189,35 @@ pub fn run(
     options: &Options,
 ) -> Result<Summary, Error> {
     let names: Vec<String> = inputs.iter().map(Input::name).collect();
-    let mut sink = Sink { out, out_name, observer, names: &names, file: usize::MAX, base_line: 0, base_offset: 0, summary: Summary::default() };
+    let mut sink = Sink {
+        out,
+        out_name,
+        observer,
+        names: &names,
+        file: usize::MAX,
+        base_line: 0,
+        base_offset: 0,
+        summary: Summary::default(),
+    };
     sink.summary.warnings = normalizer.new_warnings();
     if options.threads <= 1 {
         run_sequential(normalizer, inputs, &mut sink, options)?;
     } else {
         run_parallel(normalizer, inputs, &mut sink, options)?;
     }
-    sink.out.flush().map_err(|source| Error::Write { path: out_name.to_string(), source })?;
+    sink.out.flush().map_err(|source| Error::Write {
+        path: out_name.to_string(),
+        source,
+    })?;
     Ok(sink.summary)
 }
 
-fn run_sequential(normalizer: &Normalizer, inputs: &[Input], sink: &mut Sink<'_>, options: &Options) -> Result<(), Error> {
+fn run_sequential(
+    normalizer: &Normalizer,
+    inputs: &[Input],
+    sink: &mut Sink<'_>,
+    options: &Options,
+) -> Result<(), Error> {
     let mut buffers = Buffers::default();
     for (file, input) in inputs.iter().enumerate() {
         let mut source = match input.open() {
@@ -205,7 +238,10 @@ fn run_sequential(normalizer: &Normalizer, inputs: &[Input], sink: &mut Sink<'_>
                     first = false;
                 }
                 Err(source) => {
-                    sink.input_error(&Error::Read { path: input.name(), source });
+                    sink.input_error(&Error::Read {
+                        path: input.name(),
+                        source,
+                    });
                     break;
                 }
             }
@@ -215,7 +251,12 @@ fn run_sequential(normalizer: &Normalizer, inputs: &[Input], sink: &mut Sink<'_>
 }
 
 enum Work {
-    Block { seq: u64, file: usize, first: bool, buffers: Buffers },
+    Block {
+        seq: u64,
+        file: usize,
+        first: bool,
+        buffers: Buffers,
+    },
 }
 
 enum Done {
@@ -223,7 +264,12 @@ enum Done {
     InputError(u64, Error),
 }
 
-fn run_parallel(normalizer: &Normalizer, inputs: &[Input], sink: &mut Sink<'_>, options: &Options) -> Result<(), Error> {
+fn run_parallel(
+    normalizer: &Normalizer,
+    inputs: &[Input],
+    sink: &mut Sink<'_>,
+    options: &Options,
+) -> Result<(), Error> {
     let in_flight = options.threads * 3;
     let (pool_tx, pool_rx) = bounded::<Buffers>(in_flight);
     for _ in 0..in_flight {
@@ -239,8 +285,20 @@ fn run_parallel(normalizer: &Normalizer, inputs: &[Input], sink: &mut Sink<'_>, 
         for _ in 0..options.threads {
             let (work_rx, done_tx) = (work_rx.clone(), done_tx.clone());
             scope.spawn(move || {
-                for Work::Block { seq, file, first, buffers } in work_rx {
-                    if done_tx.send(Done::Batch(seq, transform(normalizer, file, first, buffers))).is_err() {
+                for Work::Block {
+                    seq,
+                    file,
+                    first,
+                    buffers,
+                } in work_rx
+                {
+                    if done_tx
+                        .send(Done::Batch(
+                            seq,
+                            transform(normalizer, file, first, buffers),
+                        ))
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -252,7 +310,13 @@ fn run_parallel(normalizer: &Normalizer, inputs: &[Input], sink: &mut Sink<'_>, 
 }
 
 /// The source thread: reads every input into blocks, taking buffers from the pool.
-fn read_all(inputs: &[Input], block_bytes: usize, pool: Receiver<Buffers>, work: Sender<Work>, done: Sender<Done>) {
+fn read_all(
+    inputs: &[Input],
+    block_bytes: usize,
+    pool: Receiver<Buffers>,
+    work: Sender<Work>,
+    done: Sender<Done>,
+) {
     let mut seq = 0u64;
     // A buffer taken from the pool but not filled goes to the next input.
     let mut spare: Option<Buffers> = None;
@@ -276,7 +340,15 @@ fn read_all(inputs: &[Input], block_bytes: usize, pool: Receiver<Buffers>, work:
             };
             match source.next_block(&mut buffers.input) {
                 Ok(true) => {
-                    if work.send(Work::Block { seq, file, first, buffers }).is_err() {
+                    if work
+                        .send(Work::Block {
+                            seq,
+                            file,
+                            first,
+                            buffers,
+                        })
+                        .is_err()
+                    {
                         return;
                     }
                     seq += 1;
@@ -288,7 +360,13 @@ fn read_all(inputs: &[Input], block_bytes: usize, pool: Receiver<Buffers>, work:
                 }
                 Err(source) => {
                     spare = Some(buffers);
-                    let _ = done.send(Done::InputError(seq, Error::Read { path: input.name(), source }));
+                    let _ = done.send(Done::InputError(
+                        seq,
+                        Error::Read {
+                            path: input.name(),
+                            source,
+                        },
+                    ));
                     seq += 1;
                     break;
                 }
@@ -298,7 +376,11 @@ fn read_all(inputs: &[Input], block_bytes: usize, pool: Receiver<Buffers>, work:
 }
 
 /// The sink side of the parallel run: puts batches back in input order.
-fn write_in_order(sink: &mut Sink<'_>, done: Receiver<Done>, pool: Sender<Buffers>) -> Result<(), Error> {
+fn write_in_order(
+    sink: &mut Sink<'_>,
+    done: Receiver<Done>,
+    pool: Sender<Buffers>,
+) -> Result<(), Error> {
     let mut pending: BTreeMap<u64, Done> = BTreeMap::new();
     let mut next = 0u64;
     for item in done {
@@ -337,7 +419,12 @@ struct BlockSource {
 
 impl BlockSource {
     fn new(reader: Box<dyn Read + Send>, block_bytes: usize) -> Self {
-        BlockSource { reader, block_bytes: block_bytes.max(1), carry: Vec::new(), eof: false }
+        BlockSource {
+            reader,
+            block_bytes: block_bytes.max(1),
+            carry: Vec::new(),
+            eof: false,
+        }
     }
 
     /// Fills `buf` with the next whole lines (the last line of the input may lack
@@ -397,8 +484,21 @@ struct Batch {
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Normalizes every line of a block into `buffers.output`.
-fn transform(normalizer: &Normalizer, file: usize, first_in_file: bool, mut buffers: Buffers) -> Batch {
-    let mut batch = Batch { file, lines: 0, normalized: 0, blank: 0, rejects: Vec::new(), warnings: normalizer.new_warnings(), buffers: Buffers::default() };
+fn transform(
+    normalizer: &Normalizer,
+    file: usize,
+    first_in_file: bool,
+    mut buffers: Buffers,
+) -> Batch {
+    let mut batch = Batch {
+        file,
+        lines: 0,
+        normalized: 0,
+        blank: 0,
+        rejects: Vec::new(),
+        warnings: normalizer.new_warnings(),
+        buffers: Buffers::default(),
+    };
     buffers.output.clear();
     let data = &buffers.input;
     let mut start = 0;
@@ -419,7 +519,12 @@ fn transform(normalizer: &Normalizer, file: usize, first_in_file: bool, mut buff
                 } else {
                     end
                 };
-                batch.rejects.push(LocalReject { line: batch.lines, start, end: content_end.max(start), reason });
+                batch.rejects.push(LocalReject {
+                    line: batch.lines,
+                    start,
+                    end: content_end.max(start),
+                    reason,
+                });
             }
         }
         batch.lines += 1;
@@ -448,7 +553,12 @@ impl Sink<'_> {
             self.base_line = 0;
             self.base_offset = 0;
         }
-        self.out.write_all(&batch.buffers.output).map_err(|source| Error::Write { path: self.out_name.to_string(), source })?;
+        self.out
+            .write_all(&batch.buffers.output)
+            .map_err(|source| Error::Write {
+                path: self.out_name.to_string(),
+                source,
+            })?;
         let data = &batch.buffers.input;
         for r in &batch.rejects {
             self.observer.reject(&Reject {

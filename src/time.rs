@@ -25,13 +25,10 @@ pub struct EventTime {
 impl EventTime {
     /// Parses one of the accepted forms; `None` when `text` is none of them.
     pub fn parse(text: &str) -> Option<EventTime> {
-        let bytes = text.as_bytes();
-        if bytes.first() == Some(&b'-') || bytes.first().is_some_and(u8::is_ascii_digit) {
-            if let Some(epoch) = parse_epoch(text) {
-                return Self::from_epoch(epoch);
-            }
+        if let Some(epoch) = parse_epoch(text) {
+            return Self::from_epoch(epoch);
         }
-        Self::from_timestamp(parse_rfc3339(bytes)?)
+        Self::from_timestamp(parse_rfc3339(text.as_bytes())?)
     }
 
     /// The instant for an integer epoch (seconds, or milliseconds above 10^11).
@@ -193,7 +190,10 @@ fn parse_rfc3339(bytes: &[u8]) -> Option<Timestamp> {
         nanos,
     )
     .ok()?;
-    Offset::from_seconds(offset_seconds).ok()?.to_timestamp(dt).ok()
+    Offset::from_seconds(offset_seconds)
+        .ok()?
+        .to_timestamp(dt)
+        .ok()
 }
 
 #[cfg(test)]
@@ -206,20 +206,47 @@ mod tests {
 
     #[test]
     fn zero_fraction_is_dropped() {
-        assert_eq!(t("2022-11-30T09:22:11.000Z").as_deref(), Some("2022-11-30T09:22:11Z"));
-        assert_eq!(t("2022-11-30T09:22:11Z").as_deref(), Some("2022-11-30T09:22:11Z"));
-        assert_eq!(t("2022-11-30T09:22:11.000000000Z").as_deref(), Some("2022-11-30T09:22:11Z"));
+        assert_eq!(
+            t("2022-11-30T09:22:11.000Z").as_deref(),
+            Some("2022-11-30T09:22:11Z")
+        );
+        assert_eq!(
+            t("2022-11-30T09:22:11Z").as_deref(),
+            Some("2022-11-30T09:22:11Z")
+        );
+        assert_eq!(
+            t("2022-11-30T09:22:11.000000000Z").as_deref(),
+            Some("2022-11-30T09:22:11Z")
+        );
     }
 
     #[test]
     fn fraction_has_six_digits_truncated() {
-        assert_eq!(t("2022-11-30T09:22:22.226Z").as_deref(), Some("2022-11-30T09:22:22.226000Z"));
-        assert_eq!(t("2022-11-30T09:22:22.1Z").as_deref(), Some("2022-11-30T09:22:22.100000Z"));
-        assert_eq!(t("2022-11-30T09:22:22.123456Z").as_deref(), Some("2022-11-30T09:22:22.123456Z"));
-        assert_eq!(t("2022-11-30T09:22:22.123456789Z").as_deref(), Some("2022-11-30T09:22:22.123456Z"));
-        assert_eq!(t("2022-11-30T09:22:22.999999999Z").as_deref(), Some("2022-11-30T09:22:22.999999Z"));
+        assert_eq!(
+            t("2022-11-30T09:22:22.226Z").as_deref(),
+            Some("2022-11-30T09:22:22.226000Z")
+        );
+        assert_eq!(
+            t("2022-11-30T09:22:22.1Z").as_deref(),
+            Some("2022-11-30T09:22:22.100000Z")
+        );
+        assert_eq!(
+            t("2022-11-30T09:22:22.123456Z").as_deref(),
+            Some("2022-11-30T09:22:22.123456Z")
+        );
+        assert_eq!(
+            t("2022-11-30T09:22:22.123456789Z").as_deref(),
+            Some("2022-11-30T09:22:22.123456Z")
+        );
+        assert_eq!(
+            t("2022-11-30T09:22:22.999999999Z").as_deref(),
+            Some("2022-11-30T09:22:22.999999Z")
+        );
         // under a microsecond truncates to zero, so no fraction
-        assert_eq!(t("2022-11-30T09:22:22.000000900Z").as_deref(), Some("2022-11-30T09:22:22Z"));
+        assert_eq!(
+            t("2022-11-30T09:22:22.000000900Z").as_deref(),
+            Some("2022-11-30T09:22:22Z")
+        );
     }
 
     #[test]
@@ -230,23 +257,61 @@ mod tests {
 
     #[test]
     fn separators_and_zones() {
-        assert_eq!(t("2022-11-30 09:22:11").as_deref(), Some("2022-11-30T09:22:11Z"));
-        assert_eq!(t("2022-11-30T09:22:11").as_deref(), Some("2022-11-30T09:22:11Z"));
-        assert_eq!(t("2022-11-30t09:22:11z").as_deref(), Some("2022-11-30T09:22:11Z"));
-        assert_eq!(t("2022-11-30T10:22:11+01:00").as_deref(), Some("2022-11-30T09:22:11Z"));
-        assert_eq!(t("2022-11-30T10:22:11+0100").as_deref(), Some("2022-11-30T09:22:11Z"));
-        assert_eq!(t("2022-11-30T04:52:11.5-04:30").as_deref(), Some("2022-11-30T09:22:11.500000Z"));
-        assert_eq!(t("2022-11-30 23:30:00-0100").as_deref(), Some("2022-12-01T00:30:00Z"));
-        assert_eq!(t("2022-11-30T09:22:11+00:00").as_deref(), Some("2022-11-30T09:22:11Z"));
+        assert_eq!(
+            t("2022-11-30 09:22:11").as_deref(),
+            Some("2022-11-30T09:22:11Z")
+        );
+        assert_eq!(
+            t("2022-11-30T09:22:11").as_deref(),
+            Some("2022-11-30T09:22:11Z")
+        );
+        assert_eq!(
+            t("2022-11-30t09:22:11z").as_deref(),
+            Some("2022-11-30T09:22:11Z")
+        );
+        assert_eq!(
+            t("2022-11-30T10:22:11+01:00").as_deref(),
+            Some("2022-11-30T09:22:11Z")
+        );
+        assert_eq!(
+            t("2022-11-30T10:22:11+0100").as_deref(),
+            Some("2022-11-30T09:22:11Z")
+        );
+        assert_eq!(
+            t("2022-11-30T04:52:11.5-04:30").as_deref(),
+            Some("2022-11-30T09:22:11.500000Z")
+        );
+        assert_eq!(
+            t("2022-11-30 23:30:00-0100").as_deref(),
+            Some("2022-12-01T00:30:00Z")
+        );
+        assert_eq!(
+            t("2022-11-30T09:22:11+00:00").as_deref(),
+            Some("2022-11-30T09:22:11Z")
+        );
     }
 
     #[test]
     fn malformed_times_do_not_parse() {
         for bad in [
-            "", "-", "None", "2022-11-30", "2022-11-30T09:22", "2022-13-01T00:00:00Z",
-            "2022-02-30T00:00:00Z", "2022-11-30T24:00:00Z", "2022-11-30T09:22:11+1:00",
-            "2022-11-30T09:22:11 Z", "2022-11-30T09:22:11Zjunk", "2022/11/30 09:22:11",
-            "2022-11-30T09:22:11+24:00", "30-11-2022 09:22:11", "12.5", "1.6e9", "-", "+5",
+            "",
+            "-",
+            "None",
+            "2022-11-30",
+            "2022-11-30T09:22",
+            "2022-13-01T00:00:00Z",
+            "2022-02-30T00:00:00Z",
+            "2022-11-30T24:00:00Z",
+            "2022-11-30T09:22:11+1:00",
+            "2022-11-30T09:22:11 Z",
+            "2022-11-30T09:22:11Zjunk",
+            "2022/11/30 09:22:11",
+            "2022-11-30T09:22:11+24:00",
+            "30-11-2022 09:22:11",
+            "12.5",
+            "1.6e9",
+            "-",
+            "+5",
         ] {
             assert_eq!(t(bad), None, "{bad:?} should not parse");
         }
@@ -255,11 +320,17 @@ mod tests {
     #[test]
     fn epochs_seconds_and_millis() {
         assert_eq!(t("1669798899").as_deref(), Some("2022-11-30T09:01:39Z"));
-        assert_eq!(t("1669798899123").as_deref(), Some("2022-11-30T09:01:39.123000Z"));
+        assert_eq!(
+            t("1669798899123").as_deref(),
+            Some("2022-11-30T09:01:39.123000Z")
+        );
         assert_eq!(t("0").as_deref(), Some("1970-01-01T00:00:00Z"));
         // 10^11 itself is still seconds; one above is milliseconds
         assert_eq!(t("100000000000").as_deref(), Some("5138-11-16T09:46:40Z"));
-        assert_eq!(t("100000000001").as_deref(), Some("1973-03-03T09:46:40.001000Z"));
+        assert_eq!(
+            t("100000000001").as_deref(),
+            Some("1973-03-03T09:46:40.001000Z")
+        );
         assert_eq!(t("-1").as_deref(), Some("1969-12-31T23:59:59Z"));
         assert_eq!(t("99999999999999999999"), None);
     }
@@ -268,6 +339,9 @@ mod tests {
     fn out_of_range_years_do_not_parse() {
         assert_eq!(t("0000-01-01T00:30:00+01:00"), None);
         assert_eq!(t("9999-12-31T23:59:59-01:00"), None);
-        assert_eq!(t("0000-01-01T00:00:00Z").as_deref(), Some("0000-01-01T00:00:00Z"));
+        assert_eq!(
+            t("0000-01-01T00:00:00Z").as_deref(),
+            Some("0000-01-01T00:00:00Z")
+        );
     }
 }

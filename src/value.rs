@@ -92,13 +92,19 @@ mod tests {
 
     #[test]
     fn strings_are_not_trimmed_and_dash_is_kept() {
-        assert_eq!(render(r#"" NOEXECUTE=OPTIN ""#).as_deref(), Some(" NOEXECUTE=OPTIN "));
+        assert_eq!(
+            render(r#"" NOEXECUTE=OPTIN ""#).as_deref(),
+            Some(" NOEXECUTE=OPTIN ")
+        );
         assert_eq!(render(r#""-""#).as_deref(), Some("-"));
     }
 
     #[test]
     fn escapes_are_decoded() {
-        assert_eq!(render(r#""C:\\Windows\\\"x\"""#).as_deref(), Some(r#"C:\Windows\"x""#));
+        assert_eq!(
+            render(r#""C:\\Windows\\\"x\"""#).as_deref(),
+            Some(r#"C:\Windows\"x""#)
+        );
         assert_eq!(render(r#""caf\u00e9""#).as_deref(), Some("café"));
         assert_eq!(render(r#""日本語""#).as_deref(), Some("日本語"));
     }

@@ -21,14 +21,19 @@ fn normalize(line: &str) -> Value {
     let n = Normalizer::new(Profile::documented());
     let mut out = Vec::new();
     let mut w = n.new_warnings();
-    assert_eq!(n.normalize_line(line.as_bytes(), &mut out, &mut w), LineOutcome::Normalized);
+    assert_eq!(
+        n.normalize_line(line.as_bytes(), &mut out, &mut w),
+        LineOutcome::Normalized
+    );
     assert_eq!(w.total(), 0, "the samples raise no warning");
     assert_eq!(out.last(), Some(&b'\n'));
     serde_json::from_slice(&out).expect("output is one JSON document")
 }
 
 fn check(name: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/documented").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden/documented")
+        .join(name);
     let sample: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let expected = &sample["expected"];
 

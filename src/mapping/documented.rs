@@ -8,7 +8,12 @@ const fn key(name: &'static str, ecs_type: super::EcsType, from: &'static str, d
 }
 
 /// The time keys, in the order they are tried.
-pub(super) const TIME_KEYS: &[&str] = &["calendar_time", "unix_time", "ioc_unix_time", "ingestion_timestamp"];
+pub(super) const TIME_KEYS: &[&str] = &[
+    "calendar_time",
+    "unix_time",
+    "ioc_unix_time",
+    "ingestion_timestamp",
+];
 
 #[rustfmt::skip]
 pub(super) static FIELDS: &[Field] = &[

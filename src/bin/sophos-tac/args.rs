@@ -48,6 +48,9 @@ pub struct NormalizeArgs {
     /// Reject lines longer than this many bytes.
     #[arg(long, value_name = "BYTES", default_value_t = sophos_tac::DEFAULT_MAX_LINE_BYTES)]
     pub max_line_bytes: usize,
+    /// Target size of the blocks the input is cut into (whole lines), in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024)]
+    pub block_bytes: usize,
     /// No summary on stderr.
     #[arg(short, long)]
     pub quiet: bool,
@@ -144,15 +147,30 @@ impl Args {
                     }
                     options.threads = n;
                 }
+                if a.block_bytes == 0 {
+                    bail!("--block-bytes must be at least 1");
+                }
+                options.block_bytes = a.block_bytes;
                 if a.max_line_bytes == 0 {
                     bail!("--max-line-bytes must be at least 1");
                 }
-                let mut inputs: Vec<Input> = a.files.into_iter().map(|p| if p.as_os_str() == "-" { Input::Stdin } else { Input::Path(p) }).collect();
+                let mut inputs: Vec<Input> = a
+                    .files
+                    .into_iter()
+                    .map(|p| {
+                        if p.as_os_str() == "-" {
+                            Input::Stdin
+                        } else {
+                            Input::Path(p)
+                        }
+                    })
+                    .collect();
                 if inputs.is_empty() {
                     inputs.push(Input::Stdin);
                 }
                 Config::Normalize(NormalizeConfig {
-                    normalizer: Normalizer::new(profile(&a.profile)?).with_max_line_bytes(a.max_line_bytes),
+                    normalizer: Normalizer::new(profile(&a.profile)?)
+                        .with_max_line_bytes(a.max_line_bytes),
                     inputs,
                     output: a.output.map_or(Target::Stdout, Target::File),
                     rejects: a.rejects,
@@ -164,7 +182,10 @@ impl Args {
                 profile: profile(&a.profile)?,
                 format: a.format,
                 template: a.index_template.then(|| {
-                    let mut t = TemplateOptions { data_stream: a.data_stream, ..TemplateOptions::default() };
+                    let mut t = TemplateOptions {
+                        data_stream: a.data_stream,
+                        ..TemplateOptions::default()
+                    };
                     if !a.index_pattern.is_empty() {
                         t.index_patterns = a.index_pattern;
                     }

@@ -38,11 +38,18 @@ fn run(config: Config) -> anyhow::Result<u8> {
         Config::Normalize(c) => normalize::run(c),
         Config::Fields(c) => {
             let text = match (&c.template, c.format) {
-                (Some(t), _) => serde_json::to_string_pretty(&catalogue::index_template(&c.profile, t))? + "\n",
-                (None, Format::Json) => serde_json::to_string_pretty(&catalogue::json(&c.profile))? + "\n",
+                (Some(t), _) => {
+                    serde_json::to_string_pretty(&catalogue::index_template(&c.profile, t))? + "\n"
+                }
+                (None, Format::Json) => {
+                    serde_json::to_string_pretty(&catalogue::json(&c.profile))? + "\n"
+                }
                 (None, Format::Markdown) => catalogue::markdown(&c.profile),
             };
-            std::io::stdout().lock().write_all(text.as_bytes()).map_err(|e| anyhow::anyhow!("<stdout>: {e}"))?;
+            std::io::stdout()
+                .lock()
+                .write_all(text.as_bytes())
+                .map_err(|e| anyhow::anyhow!("<stdout>: {e}"))?;
             Ok(EXIT_OK)
         }
     }

@@ -31,7 +31,12 @@ impl Observer for Report {
 }
 
 fn create(path: &std::path::Path) -> Result<BufWriter<File>, Error> {
-    File::create(path).map(|f| BufWriter::with_capacity(256 * 1024, f)).map_err(|source| Error::Create { path: path.to_path_buf(), source })
+    File::create(path)
+        .map(|f| BufWriter::with_capacity(256 * 1024, f))
+        .map_err(|source| Error::Create {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 pub fn run(c: NormalizeConfig) -> anyhow::Result<u8> {
@@ -44,7 +49,14 @@ pub fn run(c: NormalizeConfig) -> anyhow::Result<u8> {
         Target::Stdout => (Box::new(stdout_file()), "<stdout>".to_string()),
         Target::File(p) => (Box::new(create(p)?), p.display().to_string()),
     };
-    let summary = pipeline::run(&c.normalizer, &c.inputs, &mut out, &out_name, &mut report, &c.options)?;
+    let summary = pipeline::run(
+        &c.normalizer,
+        &c.inputs,
+        &mut out,
+        &out_name,
+        &mut report,
+        &c.options,
+    )?;
     if let Some(w) = &mut report.rejects {
         w.flush()?;
     }
@@ -70,14 +82,24 @@ fn stdout_file() -> impl Write {
 }
 
 fn print_summary(c: &NormalizeConfig, s: &Summary) {
-    let mut line = format!("sophos-tac: {} lines read: {} normalized, {} rejected, {} blank", s.lines, s.normalized, s.rejected, s.blank);
+    let mut line = format!(
+        "sophos-tac: {} lines read: {} normalized, {} rejected, {} blank",
+        s.lines, s.normalized, s.rejected, s.blank
+    );
     if s.input_errors > 0 {
         line += &format!("; {} input(s) unreadable", s.input_errors);
     }
     eprintln!("{line}");
     let fields = c.normalizer.profile().fields();
-    let warnings: Vec<String> = s.warnings.nonzero().map(|(i, n)| format!("{} {n}", fields[i].name)).collect();
+    let warnings: Vec<String> = s
+        .warnings
+        .nonzero()
+        .map(|(i, n)| format!("{} {n}", fields[i].name))
+        .collect();
     if !warnings.is_empty() {
-        eprintln!("sophos-tac: warnings (value dropped, row kept): {}", warnings.join(", "));
+        eprintln!(
+            "sophos-tac: warnings (value dropped, row kept): {}",
+            warnings.join(", ")
+        );
     }
 }

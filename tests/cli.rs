@@ -1,0 +1,340 @@
+//! End-to-end tests: the real binary, in a scratch directory.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sophos-tac"))
+}
+
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/detections.ndjson")
+}
+
+fn run(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = bin()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    let input = stdin.unwrap_or_default().to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = pipe.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn docs(out: &Output) -> Vec<Value> {
+    text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each output line is JSON"))
+        .collect()
+}
+
+/// A generated input: valid rows of several kinds, with bad and blank lines mixed in.
+fn corpus(lines: usize) -> String {
+    let mut s = String::new();
+    for i in 0..lines {
+        match i % 50 {
+            7 => s.push_str("{\"broken\":\n"),
+            13 => s.push('\n'),
+            29 => s.push_str(&format!("{{\"message\":\"{{\\\"meta_hostname\\\":\\\"env-{i}\\\",\\\"ioc_unix_time\\\":{}}}\"}}\n", 1_700_000_000 + i)),
+            _ => s.push_str(&format!(
+                "{{\"meta_hostname\":\"host-{i}\",\"calendar_time\":\"2024-02-01T10:{:02}:{:02}.{:03}Z\",\"ioc_severity\":{},\"meta_public_ip\":\"10.{}.{}.{}\",\"meta_username\":\"u{i}\",\"data\":\"d\\\"{i}\"}}\n",
+                i / 60 % 60, i % 60, i % 1000, i % 10, i % 256, i / 256 % 256, i % 200
+            )),
+        }
+    }
+    s
+}
+
+#[test]
+fn example_runs_end_to_end() {
+    let out = run(&["normalize", example().to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1), "rejects give exit 1");
+    let docs = docs(&out);
+    assert_eq!(docs.len(), 6);
+    assert!(docs.iter().all(|d| d["event"]["kind"] == "event"));
+    let err = text(&out.stderr);
+    for line in [8, 9, 10] {
+        assert!(
+            err.contains(&format!("detections.ndjson:{line}: ")),
+            "{err}"
+        );
+    }
+    assert!(
+        err.contains("10 lines read: 6 normalized, 3 rejected, 1 blank"),
+        "{err}"
+    );
+    assert!(err.contains("event.severity 1, source.ip 1"), "{err}");
+}
+
+#[test]
+fn stdin_dash_and_no_file_are_the_same() {
+    let input = std::fs::read(example()).unwrap();
+    let a = run(&["normalize"], Some(&input));
+    let b = run(&["normalize", "-"], Some(&input));
+    let c = run(&["normalize", example().to_str().unwrap()], None);
+    assert_eq!(a.stdout, c.stdout);
+    assert_eq!(b.stdout, c.stdout);
+    assert!(text(&a.stderr).contains("<stdin>:8: "));
+}
+
+#[test]
+fn gzip_input_is_recognised_by_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let gz = dir.path().join("rows.ndjson.whatever");
+    let mut enc = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz).unwrap(),
+        flate2::Compression::default(),
+    );
+    enc.write_all(&std::fs::read(example()).unwrap()).unwrap();
+    enc.finish().unwrap();
+    let plain = run(&["normalize", "-q", example().to_str().unwrap()], None);
+    let zipped = run(&["normalize", "-q", gz.to_str().unwrap()], None);
+    assert_eq!(zipped.stdout, plain.stdout);
+    assert_eq!(zipped.status.code(), Some(1));
+    // gzip on stdin too
+    let bytes = std::fs::read(&gz).unwrap();
+    assert_eq!(run(&["normalize", "-q"], Some(&bytes)).stdout, plain.stdout);
+}
+
+#[test]
+fn rejects_file_keeps_every_bad_line_losslessly() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.ndjson");
+    let bad_utf8: &[u8] = b"{\"a\":\"\xff\xfe\"}";
+    let first_line: &[u8] = b"{\"meta_hostname\":\"ok\",\"calendar_time\":1700000000}\r\n";
+    let mut bytes = first_line.to_vec();
+    bytes.extend_from_slice(bad_utf8);
+    bytes.extend_from_slice(b"\r\n[1,2]\n\n   \n{\"message\":\"{oops\"}");
+    std::fs::write(&input, &bytes).unwrap();
+    let rejects = dir.path().join("rejects.ndjson");
+    let out = run(
+        &[
+            "normalize",
+            input.to_str().unwrap(),
+            "--rejects",
+            rejects.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        !text(&out.stderr).contains("in.ndjson:2"),
+        "rejects go to the file, not stderr"
+    );
+    assert!(text(&out.stderr).contains("6 lines read: 1 normalized, 3 rejected, 2 blank"));
+    let records: Vec<Value> = std::fs::read_to_string(&rejects)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 3);
+    assert_eq!(records[0]["line"], 2);
+    assert_eq!(records[0]["offset"], first_line.len());
+    assert_eq!(records[0]["reason"], "invalid UTF-8 at byte 6");
+    use base64::Engine;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(records[0]["text_base64"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(decoded, bad_utf8);
+    assert_eq!(records[1]["line"], 3);
+    assert_eq!(records[1]["text"], "[1,2]");
+    assert_eq!(records[2]["line"], 6);
+    assert_eq!(records[2]["text"], "{\"message\":\"{oops\"}");
+    assert!(
+        records[2]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("envelope message is not a valid JSON object")
+    );
+    assert!(records.iter().all(|r| r["file"] == input.to_str().unwrap()));
+}
+
+#[test]
+fn output_file_and_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("out.ndjson");
+    let out = run(
+        &[
+            "normalize",
+            "-q",
+            "-o",
+            out_path.to_str().unwrap(),
+            example().to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.stdout.is_empty());
+    assert!(!text(&out.stderr).contains("lines read"));
+    assert_eq!(
+        std::fs::read_to_string(out_path).unwrap().lines().count(),
+        6
+    );
+}
+
+#[test]
+fn clean_input_exits_zero() {
+    let out = run(
+        &["normalize"],
+        Some(b"{\"meta_hostname\":\"a\",\"calendar_time\":\"2024-01-01T00:00:00Z\"}\n\n"),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stderr).contains("2 lines read: 1 normalized, 0 rejected, 1 blank"));
+}
+
+#[test]
+fn output_is_byte_identical_whatever_the_threads_and_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("corpus.ndjson");
+    std::fs::write(&input, corpus(20_000)).unwrap();
+    let path = input.to_str().unwrap();
+    let reference = run(&["normalize", "-j", "1", path], None);
+    assert_eq!(docs(&reference).len(), 20_000 - 400 - 400);
+    let ref_err = text(&reference.stderr);
+    assert!(
+        ref_err.contains("20000 lines read: 19200 normalized, 400 rejected, 400 blank"),
+        "{ref_err}"
+    );
+    for (threads, block) in [("2", "1048576"), ("4", "4096"), ("3", "1"), ("1", "777")] {
+        let out = run(
+            &["normalize", "-j", threads, "--block-bytes", block, path],
+            None,
+        );
+        assert!(
+            out.stdout == reference.stdout,
+            "threads={threads} block={block}: output differs"
+        );
+        assert_eq!(
+            text(&out.stderr),
+            ref_err,
+            "threads={threads} block={block}: reports differ"
+        );
+    }
+}
+
+#[test]
+fn unreadable_input_is_named_and_the_others_still_run() {
+    let out = run(
+        &[
+            "normalize",
+            "/nonexistent/rows.ndjson",
+            example().to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("sophos-tac: /nonexistent/rows.ndjson: No such file or directory"),
+        "{err}"
+    );
+    assert_eq!(docs(&out).len(), 6);
+}
+
+#[test]
+fn full_disk_is_an_error_naming_the_output() {
+    if !Path::new("/dev/full").exists() {
+        return;
+    }
+    let out = run(
+        &["normalize", "-o", "/dev/full", example().to_str().unwrap()],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("sophos-tac: /dev/full: No space left on device"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn broken_pipe_is_reported_not_silent() {
+    let mut child = bin()
+        .args(["normalize", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = corpus(50_000);
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 16];
+    stdout.read_exact(&mut first).unwrap();
+    drop(stdout);
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = child.wait().unwrap();
+    writer.join().unwrap();
+    assert_eq!(status.code(), Some(2));
+    assert!(err.contains("sophos-tac: <stdout>: Broken pipe"), "{err}");
+}
+
+#[test]
+fn fields_catalogue_and_template() {
+    let md = run(&["fields"], None);
+    assert!(text(&md.stdout).starts_with("| Field | Type |"));
+    let json: Value =
+        serde_json::from_slice(&run(&["fields", "--format", "json"], None).stdout).unwrap();
+    assert_eq!(json["profile"], "documented");
+    assert_eq!(json["fields"].as_array().unwrap().len(), 35);
+    let t: Value = serde_json::from_slice(
+        &run(
+            &[
+                "fields",
+                "--index-template",
+                "--data-stream",
+                "--index-pattern",
+                "logs-sophos-*",
+            ],
+            None,
+        )
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(t["index_patterns"], serde_json::json!(["logs-sophos-*"]));
+    assert_eq!(t["data_stream"], serde_json::json!({}));
+    assert_eq!(
+        t["template"]["mappings"]["properties"]["source"]["properties"]["ip"]["type"],
+        "ip"
+    );
+}
+
+#[test]
+fn bad_flags_are_usage_errors() {
+    assert_eq!(
+        run(&["normalize", "--threads", "0"], None).status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        run(&["normalize", "--profile", "nope"], None).status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        run(&["fields", "--data-stream"], None).status.code(),
+        Some(2)
+    );
+}

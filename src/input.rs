@@ -13,7 +13,6 @@
 //! reads, each holding the value's raw JSON text, and every other key is skipped.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
@@ -43,7 +42,7 @@ pub fn line_text(line: &[u8], max_len: usize) -> Result<Option<&str>, RejectReas
 /// Which row keys go to which slot. Built once per profile.
 #[derive(Debug, Clone, Default)]
 pub struct KeyIndex {
-    slots: HashMap<&'static str, usize>,
+    slots: rustc_hash::FxHashMap<&'static str, usize>,
 }
 
 impl KeyIndex {
@@ -63,7 +62,8 @@ impl KeyIndex {
         self.slots.is_empty()
     }
 
-    fn get(&self, key: &str) -> Option<usize> {
+    /// The slot of `key`, when the profile reads it.
+    pub fn slot_of(&self, key: &str) -> Option<usize> {
         self.slots.get(key).copied()
     }
 }
@@ -194,7 +194,7 @@ impl<'de: 'a, 'a> Visitor<'de> for ObjectSeed<'_, '_, 'a> {
 
     fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<(), M::Error> {
         while let Some(Key(key)) = map.next_key()? {
-            let slot = self.keys.get(&key);
+            let slot = self.keys.slot_of(&key);
             if key == "message" {
                 let raw: &'de RawValue = map.next_value()?;
                 self.object.message = Some(raw);

@@ -46,7 +46,7 @@ impl Value<'_> {
 /// Appends `s` as a JSON string literal.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
     // Writing into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, s);
+    let _ = sonic_rs::to_writer(&mut *out, s);
 }
 
 /// The nesting of a profile's fields, computed once.

@@ -41,6 +41,19 @@ impl Input {
         }
     }
 
+    /// The input's size in bytes when it is a plain (not gzip) file; `None` for
+    /// stdin, a gzip file, or a file that cannot be read.
+    pub fn plain_size(&self) -> Option<u64> {
+        let Input::Path(p) = self else { return None };
+        let mut head = [0u8; 2];
+        let mut file = File::open(p).ok()?;
+        let n = file.read(&mut head).ok()?;
+        if n == 2 && head == [0x1f, 0x8b] {
+            return None;
+        }
+        file.metadata().ok().map(|m| m.len())
+    }
+
     /// Opens the input, decompressing it when it starts with the gzip magic bytes.
     pub fn open(&self) -> Result<Box<dyn Read + Send>, Error> {
         let read_err = |source| Error::Read {

@@ -338,3 +338,54 @@ fn bad_flags_are_usage_errors() {
         Some(2)
     );
 }
+
+/// Runs the binary with a pseudo-terminal as stdout and stderr (`script`), and
+/// returns what the terminal showed.
+fn on_terminal(args: &str) -> Option<String> {
+    let cmd = format!("{} {args} > /dev/null", env!("CARGO_BIN_EXE_sophos-tac"));
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    Some(text(&out.stdout))
+}
+
+#[test]
+fn progress_bar_is_drawn_on_a_terminal_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.ndjson");
+    std::fs::write(&input, corpus(20_000)).unwrap();
+    let Some(shown) = on_terminal(&format!(
+        "normalize --progress always --rejects /dev/null {}",
+        input.display()
+    )) else {
+        eprintln!("skipped: no `script` command");
+        return;
+    };
+    assert!(
+        shown.contains("MiB/"),
+        "a bar with the total size: {shown:?}"
+    );
+    assert!(shown.contains("lines read"));
+    // auto: this input is under 64 MiB, so no bar
+    let auto = on_terminal(&format!(
+        "normalize --rejects /dev/null {}",
+        input.display()
+    ))
+    .unwrap();
+    assert!(!auto.contains("MiB"), "no bar for a small input: {auto:?}");
+    // not a terminal: never a bar, even when asked
+    let piped = run(
+        &[
+            "normalize",
+            "--progress",
+            "always",
+            "--rejects",
+            "/dev/null",
+            input.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(!text(&piped.stderr).contains("MiB"));
+}

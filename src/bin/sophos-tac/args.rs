@@ -54,6 +54,21 @@ pub struct NormalizeArgs {
     /// No summary on stderr.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Progress bar on stderr: `auto` shows it on a terminal for inputs of 64 MiB or
+    /// more (unless --quiet), `always` on a terminal whatever the size, `never` not.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: ProgressMode,
+}
+
+/// When to show a progress bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    /// On a terminal, for large inputs, unless --quiet.
+    Auto,
+    /// On a terminal, whatever the size.
+    Always,
+    /// Never.
+    Never,
 }
 
 /// The catalogue's formats.
@@ -109,6 +124,8 @@ pub struct NormalizeConfig {
     pub options: Options,
     /// No summary.
     pub quiet: bool,
+    /// When to show a progress bar.
+    pub progress: ProgressMode,
 }
 
 /// A resolved `fields` run.
@@ -176,6 +193,7 @@ impl Args {
                     rejects: a.rejects,
                     options,
                     quiet: a.quiet,
+                    progress: a.progress,
                 })
             }
             Command::Fields(a) => Config::Fields(FieldsConfig {

@@ -1,17 +1,106 @@
 //! `sophos-tac normalize`: files or stdin in, NDJSON out, rejects kept.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, IsTerminal, Write};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use sophos_tac::Error;
 use sophos_tac::pipeline::{self, Observer, Reject, RejectsWriter, Summary};
 
-use crate::args::{NormalizeConfig, Target};
+use crate::args::{NormalizeConfig, ProgressMode, Target};
 use crate::{EXIT_ERROR, EXIT_OK, EXIT_REJECTS};
 
-/// Reports rejects to a file or to stderr, and input errors to stderr.
+/// Inputs at least this large get a progress bar (on a terminal).
+const LARGE_INPUT: u64 = 64 * 1024 * 1024;
+
+/// Reports rejects to a file or to stderr, input errors to stderr, and progress
+/// on a terminal.
 struct Report {
     rejects: Option<RejectsWriter<BufWriter<File>>>,
+    progress: Option<Progress>,
+}
+
+/// A progress bar on stderr: a bar when the total size is known, a byte counter
+/// otherwise, shown only once the input proves large.
+struct Progress {
+    bar: ProgressBar,
+    shown: bool,
+    /// Bytes read before a hidden counter appears.
+    threshold: u64,
+    done: u64,
+}
+
+impl Progress {
+    /// A bar when `total` is known, else a byte counter that appears once
+    /// `threshold` bytes are read.
+    fn new(total: Option<u64>, threshold: u64) -> Progress {
+        let (bar, shown) = match total {
+            Some(total) => {
+                let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+                (bar, true)
+            }
+            None => {
+                let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner} {bytes} read, {bytes_per_sec}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                (bar, false)
+            }
+        };
+        Progress {
+            bar,
+            shown,
+            threshold,
+            done: 0,
+        }
+    }
+
+    fn advance(&mut self, bytes: u64) {
+        self.done += bytes;
+        if !self.shown && self.done >= self.threshold {
+            self.bar.set_draw_target(ProgressDrawTarget::stderr());
+            self.shown = true;
+        }
+        self.bar.set_position(self.done);
+    }
+}
+
+/// The progress bar a run gets, if any (see [`wants_progress`]).
+fn progress_for(c: &NormalizeConfig) -> Option<Progress> {
+    let total: Option<u64> = c.inputs.iter().map(|i| i.plain_size()).sum();
+    let from_start = wants_progress(c.progress, c.quiet, std::io::stderr().is_terminal(), total)?;
+    Some(Progress::new(
+        total,
+        if from_start { 0 } else { LARGE_INPUT },
+    ))
+}
+
+/// `None`: no bar. `Some(true)`: a bar from the start. `Some(false)`: a counter
+/// that appears once [`LARGE_INPUT`] bytes are read (the size is unknown).
+fn wants_progress(
+    mode: ProgressMode,
+    quiet: bool,
+    terminal: bool,
+    total: Option<u64>,
+) -> Option<bool> {
+    match (mode, terminal) {
+        (ProgressMode::Never, _) | (_, false) => None,
+        (ProgressMode::Always, true) => Some(true),
+        (ProgressMode::Auto, true) if quiet => None,
+        (ProgressMode::Auto, true) => match total {
+            Some(t) if t >= LARGE_INPUT => Some(true),
+            Some(_) => None,
+            None => Some(false),
+        },
+    }
 }
 
 impl Observer for Report {
@@ -19,14 +108,30 @@ impl Observer for Report {
         match &mut self.rejects {
             Some(w) => w.write(r),
             None => {
-                eprintln!("sophos-tac: {}:{}: {}", r.file, r.line, r.reason);
+                self.eprintln(&format!("sophos-tac: {}:{}: {}", r.file, r.line, r.reason));
                 Ok(())
             }
         }
     }
 
     fn input_error(&mut self, e: &Error) {
-        eprintln!("sophos-tac: {e}");
+        self.eprintln(&format!("sophos-tac: {e}"));
+    }
+
+    fn progress(&mut self, bytes: u64) {
+        if let Some(p) = &mut self.progress {
+            p.advance(bytes);
+        }
+    }
+}
+
+impl Report {
+    /// Prints a line on stderr without tearing the progress bar.
+    fn eprintln(&self, line: &str) {
+        match &self.progress {
+            Some(p) => p.bar.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
     }
 }
 
@@ -44,7 +149,10 @@ pub fn run(c: NormalizeConfig) -> anyhow::Result<u8> {
         Some(p) => Some(RejectsWriter::new(p.display().to_string(), create(p)?)),
         None => None,
     };
-    let mut report = Report { rejects };
+    let mut report = Report {
+        rejects,
+        progress: progress_for(&c),
+    };
     let (mut out, out_name): (Box<dyn Write>, String) = match &c.output {
         Target::Stdout => (Box::new(stdout_file()), "<stdout>".to_string()),
         Target::File(p) => (Box::new(create(p)?), p.display().to_string()),
@@ -59,6 +167,9 @@ pub fn run(c: NormalizeConfig) -> anyhow::Result<u8> {
     )?;
     if let Some(w) = &mut report.rejects {
         w.flush()?;
+    }
+    if let Some(p) = report.progress.take() {
+        p.bar.finish_and_clear();
     }
     if !c.quiet {
         print_summary(&c, &summary);
@@ -101,5 +212,29 @@ fn print_summary(c: &NormalizeConfig, s: &Summary) {
             "sophos-tac: warnings (value dropped, row kept): {}",
             warnings.join(", ")
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_rules() {
+        use ProgressMode::*;
+        let big = Some(LARGE_INPUT);
+        let small = Some(LARGE_INPUT - 1);
+        assert_eq!(wants_progress(Auto, false, true, big), Some(true));
+        assert_eq!(wants_progress(Auto, false, true, small), None);
+        assert_eq!(wants_progress(Auto, false, true, None), Some(false));
+        assert_eq!(wants_progress(Auto, true, true, big), None, "--quiet");
+        assert_eq!(
+            wants_progress(Auto, false, false, big),
+            None,
+            "not a terminal"
+        );
+        assert_eq!(wants_progress(Always, true, true, small), Some(true));
+        assert_eq!(wants_progress(Always, false, false, big), None);
+        assert_eq!(wants_progress(Never, false, true, big), None);
     }
 }

@@ -7,7 +7,8 @@ use serde_json::value::RawValue;
 
 use crate::error::RejectReason;
 use crate::input::{self, KeyIndex, Object, Record};
-use crate::mapping::{Convert, Field, Profile, Source};
+use crate::mapping::categorize::{self, Categories};
+use crate::mapping::{Categorization, Convert, Profile, Source};
 use crate::output::{Layout, Value};
 use crate::time::EventTime;
 use crate::value;
@@ -74,7 +75,12 @@ enum Step {
     Constant(&'static str),
     Key(usize, Convert),
     FirstTime(Vec<usize>),
-    ListOf(usize),
+    FirstKey(Vec<usize>, Convert),
+    KeyWhen(usize, usize, Convert),
+    Nested(usize, &'static [&'static str], Convert),
+    Related(Vec<usize>),
+    ConstantWhen(usize, &'static str),
+    Categorize(Vec<(&'static str, usize)>, Categorization),
 }
 
 /// Normalizes lines with one profile. Cheap to share between threads.
@@ -91,11 +97,17 @@ impl Normalizer {
     /// Compiles a profile.
     ///
     /// # Panics
-    /// When the profile's table is inconsistent (a `ListOf` naming an unknown or a
-    /// later field, or a field that is also a parent): a bug the profile tests catch.
+    /// When the profile's table is inconsistent (a rule naming an unknown or a later
+    /// field, or a field that is also a parent): a bug the profile tests catch.
     pub fn new(profile: Profile) -> Normalizer {
         let mut keys = KeyIndex::default();
         let fields = profile.fields();
+        let earlier = |i: usize, name: &str| {
+            fields[..i]
+                .iter()
+                .position(|f| f.name == name)
+                .unwrap_or_else(|| panic!("{}: {name} must name an earlier field", fields[i].name))
+        };
         let steps = fields
             .iter()
             .enumerate()
@@ -104,12 +116,24 @@ impl Normalizer {
                 Source::Constant(c) => Step::Constant(c),
                 Source::Key(key, convert) => Step::Key(keys.slot(key), convert),
                 Source::FirstTime(ks) => Step::FirstTime(ks.iter().map(|k| keys.slot(k)).collect()),
-                Source::ListOf(name) => {
-                    let target = fields[..i].iter().position(|f| f.name == name);
-                    Step::ListOf(target.unwrap_or_else(|| {
-                        panic!("{}: ListOf({name}) must name an earlier field", field.name)
-                    }))
+                Source::FirstKey(ks, convert) => {
+                    Step::FirstKey(ks.iter().map(|k| keys.slot(k)).collect(), convert)
                 }
+                Source::Nested(key, path, convert) => Step::Nested(keys.slot(key), path, convert),
+                Source::KeyWhen(key, gate, convert) => {
+                    Step::KeyWhen(keys.slot(key), keys.slot(gate), convert)
+                }
+                Source::Related(names) => {
+                    Step::Related(names.iter().map(|n| earlier(i, n)).collect())
+                }
+                Source::ConstantWhen(name, c) => Step::ConstantWhen(earlier(i, name), c),
+                Source::Categorize(which) => Step::Categorize(
+                    categorize::KEYS
+                        .iter()
+                        .map(|k| (*k, keys.slot(k)))
+                        .collect(),
+                    which,
+                ),
             })
             .collect();
         let layout = Layout::new(fields);
@@ -184,22 +208,78 @@ impl Normalizer {
         out: &mut Vec<u8>,
         warnings: &mut Warnings,
     ) {
-        let fields = self.profile.fields();
-        let mut values: Vec<Option<Value>> = Vec::with_capacity(fields.len());
+        let raw = |slot: usize| row.slots[slot].map(RawValue::get);
+        let mut values: Vec<Option<Value>> = Vec::with_capacity(self.steps.len());
+        let mut categories: Option<Categories> = None;
         for (i, step) in self.steps.iter().enumerate() {
             let v = match step {
                 Step::Original => Some(original.clone()),
                 Step::Constant(c) => Some(Value::Str(Cow::Borrowed(*c))),
                 Step::Key(slot, convert) => {
-                    convert_value(row.slots[*slot], *convert, &fields[i], i, warnings)
+                    warn_on_err(convert_value(raw(*slot), *convert), i, warnings)
                 }
+                Step::KeyWhen(slot, gate, convert) => match raw(*gate).and_then(value::text) {
+                    Some(_) => warn_on_err(convert_value(raw(*slot), *convert), i, warnings),
+                    None => None,
+                },
                 Step::FirstTime(slots) => {
                     Some(Value::Time(first_time(row, slots).unwrap_or_else(|| {
                         warnings.add(i);
                         EventTime::now()
                     })))
                 }
-                Step::ListOf(target) => values[*target].clone(),
+                Step::FirstKey(slots, convert) => {
+                    let mut failed = false;
+                    let found =
+                        slots
+                            .iter()
+                            .find_map(|&slot| match convert_value(raw(slot), *convert) {
+                                Ok(v) => v,
+                                Err(kept) => {
+                                    failed = true;
+                                    kept
+                                }
+                            });
+                    if found.is_none() && failed {
+                        warnings.add(i);
+                    }
+                    found
+                }
+                Step::Nested(slot, path, convert) => {
+                    let leaf = raw(*slot).and_then(|r| nested(r, path));
+                    let converted = match convert_value(leaf.as_deref(), *convert) {
+                        Ok(v) => Ok(v.map(Value::into_owned)),
+                        Err(v) => Err(v.map(Value::into_owned)),
+                    };
+                    warn_on_err(converted, i, warnings)
+                }
+                Step::Related(fields) => related(fields.iter().filter_map(|&f| values[f].as_ref())),
+                Step::ConstantWhen(field, c) => values[*field]
+                    .as_ref()
+                    .map(|_| Value::Str(Cow::Borrowed(*c))),
+                Step::Categorize(keys, which) => {
+                    let c = categories.get_or_insert_with(|| {
+                        categorize::categorize(|k| {
+                            keys.iter()
+                                .find(|(name, _)| *name == k)
+                                .and_then(|&(_, slot)| raw(slot))
+                                .and_then(value::text)
+                        })
+                    });
+                    let list = |items: &[&'static str]| {
+                        Value::List(
+                            items
+                                .iter()
+                                .map(|s| Value::Str(Cow::Borrowed(*s)))
+                                .collect(),
+                        )
+                    };
+                    match which {
+                        Categorization::Category => Some(list(&c.category)),
+                        Categorization::Type => Some(list(&c.kind)),
+                        Categorization::Outcome => c.outcome.map(|o| Value::Str(Cow::Borrowed(o))),
+                    }
+                }
             };
             values.push(v);
         }
@@ -207,36 +287,277 @@ impl Normalizer {
     }
 }
 
-fn convert_value<'a>(
-    raw: Option<&'a RawValue>,
-    convert: Convert,
-    _field: &Field,
+/// A conversion's result: `Ok(None)` absent, `Ok(Some(v))` a value, `Err(kept)` the
+/// value cannot take the field's type: a warning, and what is kept of it (usually
+/// nothing).
+type Converted<'a> = Result<Option<Value<'a>>, Option<Value<'a>>>;
+
+fn warn_on_err<'a>(
+    converted: Converted<'a>,
     index: usize,
     warnings: &mut Warnings,
 ) -> Option<Value<'a>> {
-    let text = raw.and_then(value::text);
-    match convert {
-        Convert::Text => text.map(Value::Str),
-        Convert::ListOrEmpty => Some(Value::Str(text.unwrap_or(Cow::Borrowed("")))),
-        Convert::Strip2 => strip2(&text?).map(|s| Value::Str(Cow::Owned(s.to_owned()))),
-        Convert::Integer => {
-            let text = text?;
-            let parsed = text.parse::<i64>().ok();
-            if parsed.is_none() {
-                warnings.add(index);
-            }
-            parsed.map(Value::Long)
+    converted.unwrap_or_else(|kept| {
+        warnings.add(index);
+        kept
+    })
+}
+
+/// The distinct string values of `values` (lists flattened), in order.
+fn related<'v, 'a: 'v>(values: impl Iterator<Item = &'v Value<'a>>) -> Option<Value<'a>> {
+    let mut out: Vec<Value<'a>> = Vec::new();
+    let mut push = |v: &Value<'a>| {
+        if v.as_str().is_some() && !out.iter().any(|o| o.as_str() == v.as_str()) {
+            out.push(v.clone());
         }
+    };
+    for v in values {
+        match v {
+            Value::List(items) => items.iter().for_each(&mut push),
+            other => push(other),
+        }
+    }
+    (!out.is_empty()).then_some(Value::List(out))
+}
+
+/// The JSON text of the value at `path` inside `raw` (an object, or a JSON string
+/// holding one).
+fn nested(raw: &str, path: &[&str]) -> Option<String> {
+    let root: serde_json::Value = match raw.as_bytes().first()? {
+        b'{' => serde_json::from_str(raw).ok()?,
+        b'"' => serde_json::from_str(&value::unquote(raw)?).ok()?,
+        _ => return None,
+    };
+    let leaf = path
+        .iter()
+        .try_fold(&root, |v, k| match (v, k.parse::<usize>()) {
+            (serde_json::Value::Array(items), Ok(i)) => items.get(i),
+            _ => v.get(k),
+        })?;
+    Some(leaf.to_string())
+}
+
+/// Converts one raw value (see [`Converted`]).
+fn convert_value(raw: Option<&str>, convert: Convert) -> Converted<'_> {
+    let text = raw.and_then(value::text);
+    let Some(text) = text else {
+        return Ok(match convert {
+            Convert::ListOrEmpty => Some(Value::Str(Cow::Borrowed(""))),
+            _ => None,
+        });
+    };
+    let raw = raw.unwrap_or_default();
+    let owned = |s: &str| Value::Str(Cow::Owned(s.to_owned()));
+    Ok(match convert {
+        Convert::Text | Convert::ListOrEmpty => Some(Value::Str(text)),
+        Convert::Strip2 => strip2(&text).map(owned),
+        Convert::Integer => Some(Value::Long(text.parse::<i64>().map_err(|_| None)?)),
         Convert::IpAddress => {
-            let text = text?;
-            if text.parse::<IpAddr>().is_ok() {
-                Some(Value::Str(text))
+            text.parse::<IpAddr>().map_err(|_| None)?;
+            Some(Value::Str(text))
+        }
+        Convert::Number => {
+            let n: serde_json::Number = serde_json::from_str(&text).map_err(|_| None)?;
+            Some(Value::Raw(Cow::Owned(n.to_string())))
+        }
+        Convert::Bool => Some(Value::Bool(match text.to_ascii_lowercase().as_str() {
+            "true" | "1" => true,
+            "false" | "0" => false,
+            _ => return Err(None),
+        })),
+        Convert::Time => Some(Value::Time(EventTime::parse(&text).ok_or(None)?)),
+        Convert::DayFirstTime => match &*text {
+            "-" => None,
+            t => Some(Value::Time(day_first_time(t).ok_or(None)?)),
+        },
+        Convert::Object => {
+            let json = if raw.starts_with('{') {
+                raw.to_owned()
             } else {
-                warnings.add(index);
-                None
+                text.to_string()
+            };
+            match serde_json::from_str::<&serde_json::value::RawValue>(&json) {
+                Ok(v) if v.get().starts_with('{') => {
+                    Some(Value::Raw(Cow::Owned(value::compact(v.get()))))
+                }
+                _ => return Err(Some(Value::Str(text))),
+            }
+        }
+        Convert::StringList => {
+            let items = json_array(raw, &text).unwrap_or_else(|| vec![text.to_string()]);
+            (!items.is_empty()).then(|| {
+                Value::List(
+                    items
+                        .into_iter()
+                        .map(|s| Value::Str(Cow::Owned(s)))
+                        .collect(),
+                )
+            })
+        }
+        Convert::FilePath => looks_like_path(&text).then_some(Value::Str(text)),
+        Convert::FileName | Convert::Directory if !looks_like_path(&text) => None,
+        Convert::FileName => {
+            let name = text.rsplit(['\\', '/']).next().unwrap_or_default();
+            (!name.is_empty()).then(|| owned(name))
+        }
+        Convert::Directory => {
+            let cut = text.rfind(['\\', '/']).ok_or(None)?;
+            Some(owned(if cut == 0 { &text[..1] } else { &text[..cut] }))
+        }
+        Convert::CommandLine => match json_array(raw, &text) {
+            Some(args) => (!args.is_empty()).then(|| Value::Str(Cow::Owned(args.join(" ")))),
+            None => Some(Value::Str(text)),
+        },
+        Convert::Args => {
+            let args = json_array(raw, &text).unwrap_or_else(|| split_args(&text));
+            (!args.is_empty()).then(|| {
+                Value::List(
+                    args.into_iter()
+                        .map(|s| Value::Str(Cow::Owned(s)))
+                        .collect(),
+                )
+            })
+        }
+        Convert::OsType => os_type(&text).map(|t| Value::Str(Cow::Borrowed(t))),
+        Convert::TechniqueIds
+        | Convert::TechniqueNames
+        | Convert::TacticIds
+        | Convert::TacticNames => {
+            let items = mitre(&text, convert).ok_or(None)?;
+            (!items.is_empty()).then(|| {
+                Value::List(
+                    items
+                        .into_iter()
+                        .map(|s| Value::Str(Cow::Owned(s)))
+                        .collect(),
+                )
+            })
+        }
+    })
+}
+
+/// The elements of a JSON array of scalars given as an array or as a string
+/// holding one, as text; `None` when it is not one.
+fn json_array(raw: &str, text: &str) -> Option<Vec<String>> {
+    let json = if raw.starts_with('[') { raw } else { text };
+    if !json.trim_start().starts_with('[') {
+        return None;
+    }
+    let items: Vec<serde_json::Value> = serde_json::from_str(json).ok()?;
+    Some(
+        items
+            .into_iter()
+            .filter_map(|v| match v {
+                serde_json::Value::String(s) if !s.is_empty() => Some(s),
+                serde_json::Value::Null | serde_json::Value::String(_) => None,
+                other => Some(other.to_string()),
+            })
+            .collect(),
+    )
+}
+
+/// Splits a command line on white space; double quotes group (and are removed).
+fn split_args(line: &str) -> Vec<String> {
+    let (mut args, mut cur, mut quoted, mut any) = (Vec::new(), String::new(), false, false);
+    for c in line.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                any = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if any {
+                    args.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                any = true;
             }
         }
     }
+    if any {
+        args.push(cur);
+    }
+    args
+}
+
+fn looks_like_path(s: &str) -> bool {
+    let b = s.as_bytes();
+    s.starts_with('/')
+        || s.starts_with("\\\\")
+        || (b.len() >= 2
+            && b[0].is_ascii_alphabetic()
+            && b[1] == b':'
+            && (b.len() == 2 || b[2] == b'\\' || b[2] == b'/'))
+}
+
+/// ECS `os.type` for a Sophos platform name.
+fn os_type(platform: &str) -> Option<&'static str> {
+    let p = platform.to_ascii_lowercase();
+    if p.contains("windows") {
+        Some("windows")
+    } else if p.contains("darwin") || p.contains("mac") || p.contains("osx") {
+        Some("macos")
+    } else if [
+        "linux", "debian", "ubuntu", "centos", "rhel", "red hat", "redhat", "fedora", "suse",
+        "amazon", "oracle", "alma", "rocky",
+    ]
+    .iter()
+    .any(|l| p.contains(l))
+    {
+        Some("linux")
+    } else {
+        None
+    }
+}
+
+/// Ids or names from the Sophos MITRE list: `[{"tactic":{"id","name","techniques":[{"id","name"}]}}]`.
+fn mitre(text: &str, what: Convert) -> Option<Vec<String>> {
+    let list: Vec<serde_json::Value> = serde_json::from_str(text).ok()?;
+    let mut out: Vec<String> = Vec::new();
+    let mut push = |v: Option<&serde_json::Value>| {
+        if let Some(s) = v
+            .and_then(serde_json::Value::as_str)
+            .filter(|s| !s.is_empty() && !out.iter().any(|o| o == s))
+        {
+            out.push(s.to_string());
+        }
+    };
+    for entry in &list {
+        let tactic = entry.get("tactic")?;
+        match what {
+            Convert::TacticIds => push(tactic.get("id")),
+            Convert::TacticNames => push(tactic.get("name")),
+            _ => {
+                for t in tactic
+                    .get("techniques")
+                    .and_then(|t| t.as_array())
+                    .into_iter()
+                    .flatten()
+                {
+                    push(t.get(if what == Convert::TechniqueIds {
+                        "id"
+                    } else {
+                        "name"
+                    }));
+                }
+            }
+        }
+    }
+    Some(out)
+}
+
+/// `DD/MM/YYYY HH:MM:SS` (UTC).
+fn day_first_time(text: &str) -> Option<EventTime> {
+    let (date, time) = text.split_once(' ')?;
+    let mut parts = date.split('/');
+    let (d, m, y) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || d.len() != 2 || m.len() != 2 || y.len() != 4 {
+        return None;
+    }
+    EventTime::parse(&format!("{y}-{m}-{d}T{time}Z"))
 }
 
 /// Python's `s[2:-2]` on Unicode characters; `None` when that is empty.
@@ -250,7 +571,7 @@ pub(crate) fn strip2(s: &str) -> Option<&str> {
 
 fn first_time(row: &Object<'_>, slots: &[usize]) -> Option<EventTime> {
     slots.iter().find_map(|&slot| {
-        let text = value::text(row.slots[slot]?)?;
+        let text = value::text(row.slots[slot]?.get())?;
         EventTime::parse(&text)
     })
 }
@@ -258,6 +579,60 @@ fn first_time(row: &Object<'_>, slots: &[usize]) -> Option<EventTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn args_split_on_spaces_with_quotes() {
+        assert_eq!(
+            split_args(r#""C:\Program Files\a.exe" -x  "y z" w"#),
+            ["C:\\Program Files\\a.exe", "-x", "y z", "w"]
+        );
+        assert_eq!(split_args(r#"a "" b"#), ["a", "", "b"]);
+        assert!(split_args("   ").is_empty());
+    }
+
+    #[test]
+    fn paths_names_and_directories() {
+        let conv = |t: &str, c| {
+            convert_value(Some(&serde_json::to_string(t).unwrap()), c)
+                .unwrap()
+                .and_then(|v| v.as_str().map(str::to_owned))
+        };
+        assert_eq!(
+            conv("C:\\Program Files (x86)\\TEST.EXE", Convert::FileName).as_deref(),
+            Some("TEST.EXE")
+        );
+        assert_eq!(
+            conv("C:\\Program Files (x86)\\TEST.EXE", Convert::Directory).as_deref(),
+            Some("C:\\Program Files (x86)")
+        );
+        assert_eq!(conv("C:\\x.EXE", Convert::Directory).as_deref(), Some("C:"));
+        assert_eq!(conv("/bin", Convert::Directory).as_deref(), Some("/"));
+        assert_eq!(
+            conv("/usr/bin/runc", Convert::FilePath).as_deref(),
+            Some("/usr/bin/runc")
+        );
+        assert_eq!(conv("HKEY_LOCAL_MACHINE\\Run", Convert::FilePath), None);
+        assert_eq!(conv("C:", Convert::FilePath).as_deref(), Some("C:"));
+    }
+
+    #[test]
+    fn os_types() {
+        assert_eq!(os_type("windows"), Some("windows"));
+        assert_eq!(os_type("debian"), Some("linux"));
+        assert_eq!(os_type("darwin"), Some("macos"));
+        assert_eq!(os_type("plan9"), None);
+    }
+
+    #[test]
+    fn day_first() {
+        assert_eq!(
+            day_first_time("18/08/2021 03:37:25")
+                .map(|t| t.to_text())
+                .as_deref(),
+            Some("2021-08-18T03:37:25Z")
+        );
+        assert_eq!(day_first_time("2021-08-18 03:37:25"), None);
+    }
 
     #[test]
     fn strip2_is_python_slicing_on_chars() {

@@ -26,11 +26,50 @@ pub enum Value<'a> {
     Long(i64),
     /// A time, written as the `@timestamp` text.
     Time(EventTime),
+    /// A boolean.
+    Bool(bool),
+    /// Valid compact JSON text (a number or an object), copied as is.
+    Raw(Cow<'a, str>),
+    /// A list of values.
+    List(Vec<Value<'a>>),
 }
 
 impl Value<'_> {
+    /// The same value, owning its text.
+    pub fn into_owned(self) -> Value<'static> {
+        match self {
+            Value::Str(s) => Value::Str(Cow::Owned(s.into_owned())),
+            Value::Literal(l) => Value::Raw(Cow::Owned(l.to_owned())),
+            Value::Long(n) => Value::Long(n),
+            Value::Time(t) => Value::Time(t),
+            Value::Bool(b) => Value::Bool(b),
+            Value::Raw(r) => Value::Raw(Cow::Owned(r.into_owned())),
+            Value::List(items) => Value::List(items.into_iter().map(Value::into_owned).collect()),
+        }
+    }
+
+    /// The string this value holds, for string values.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
     fn write(&self, out: &mut Vec<u8>) {
         match self {
+            Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+            Value::Raw(r) => out.extend_from_slice(r.as_bytes()),
+            Value::List(items) => {
+                out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    item.write(out);
+                }
+                out.push(b']');
+            }
             Value::Str(s) => write_str(out, s),
             Value::Literal(lit) => out.extend_from_slice(lit.as_bytes()),
             Value::Long(n) => out.extend_from_slice(itoa::Buffer::new().format(*n).as_bytes()),
@@ -181,7 +220,7 @@ impl Layout {
             }
             separate(&mut has_member, out);
             out.extend_from_slice(&leaf.key);
-            if leaf.array {
+            if leaf.array && !matches!(value, Value::List(_)) {
                 out.push(b'[');
                 value.write(out);
                 out.push(b']');

@@ -10,13 +10,10 @@
 
 use std::borrow::Cow;
 
-use serde_json::value::RawValue;
-
-/// The text of a raw value, or `None` when the value renders as absent.
-///
-/// The raw value must be valid JSON, as every [`RawValue`] is.
-pub fn text(raw: &RawValue) -> Option<Cow<'_, str>> {
-    let s = raw.get();
+/// The text of a raw value (valid JSON text, such as a
+/// [`RawValue`](serde_json::value::RawValue)'s), or `None` when it renders as absent.
+pub fn text(raw: &str) -> Option<Cow<'_, str>> {
+    let s = raw;
     let rendered = match s.as_bytes().first()? {
         b'"' => unquote(s)?,
         b'n' => return None,
@@ -73,8 +70,8 @@ mod tests {
     use super::*;
 
     fn render(json: &str) -> Option<String> {
-        let raw: Box<RawValue> = serde_json::from_str(json).unwrap();
-        text(&raw).map(Cow::into_owned)
+        let raw: Box<serde_json::value::RawValue> = serde_json::from_str(json).unwrap();
+        text(raw.get()).map(Cow::into_owned)
     }
 
     #[test]

@@ -10,15 +10,19 @@ use sophos_tac::mapping::{Convert, EcsType, Field, Profile, Source};
 use sophos_tac::{LineOutcome, Normalizer, catalogue};
 
 /// Flattens a document into dotted leaf paths.
-fn leaves(v: &Value, prefix: &str, out: &mut BTreeMap<String, Value>) {
+fn leaves(v: &Value, prefix: &str, profile: &Profile, out: &mut BTreeMap<String, Value>) {
+    let here = prefix.trim_end_matches('.');
+    let object_field = profile
+        .field(here)
+        .is_some_and(|f| f.ecs_type == EcsType::Object);
     match v {
-        Value::Object(map) => {
+        Value::Object(map) if !object_field => {
             for (k, child) in map {
-                leaves(child, &format!("{prefix}{k}."), out);
+                leaves(child, &format!("{prefix}{k}."), profile, out);
             }
         }
         other => {
-            out.insert(prefix.trim_end_matches('.').to_string(), other.clone());
+            out.insert(here.to_string(), other.clone());
         }
     }
 }
@@ -32,6 +36,10 @@ fn json_type_ok(field: &Field, v: &Value) -> bool {
         EcsType::Ip => v
             .as_str()
             .is_some_and(|s| s.parse::<std::net::IpAddr>().is_ok()),
+        EcsType::Boolean => v.is_boolean(),
+        EcsType::Float => v.is_number(),
+        // A nested JSON string that does not parse stays a string (with a warning).
+        EcsType::Object => v.is_object() || v.is_string(),
         _ => v.is_string(),
     };
     if field.array {
@@ -47,7 +55,43 @@ fn full_row(profile: &Profile) -> Value {
     let mut row = json!({});
     for f in profile.fields() {
         let value = match f.source {
-            Source::Key(_, Convert::Integer) => json!(3),
+            Source::Key(_, Convert::Integer) | Source::FirstKey(_, Convert::Integer) => json!(3),
+            Source::Key(_, Convert::Number) => json!(4.5),
+            Source::Key(_, Convert::Bool) => json!("1"),
+            Source::Key(_, Convert::Time) => json!("2024-01-02T03:04:05Z"),
+            Source::Key(_, Convert::DayFirstTime) => json!("02/01/2024 03:04:05"),
+            Source::Key(_, Convert::Object) => json!("{\"a\":1}"),
+            Source::Key(_, Convert::StringList) => json!("[\"x\",\"y\"]"),
+            Source::Key(_, Convert::OsType) => json!("windows"),
+            Source::Key(
+                _,
+                Convert::TechniqueIds
+                | Convert::TechniqueNames
+                | Convert::TacticIds
+                | Convert::TacticNames,
+            ) => {
+                json!(
+                    "[{\"tactic\":{\"id\":\"TA0002\",\"name\":\"Execution\",\"techniques\":[{\"id\":\"T1059\",\"name\":\"Cmd\"}]}}]"
+                )
+            }
+            Source::FirstKey(
+                _,
+                Convert::FilePath
+                | Convert::FileName
+                | Convert::Directory
+                | Convert::CommandLine
+                | Convert::Args,
+            ) => json!("C:\\dir\\a.exe -x"),
+            Source::Nested(_, path, _) => {
+                let mut v = json!("nested value");
+                for k in path.iter().rev() {
+                    v = match k.parse::<usize>() {
+                        Ok(_) => json!([v]),
+                        Err(_) => json!({ *k: v }),
+                    };
+                }
+                v
+            }
             Source::Key(_, Convert::IpAddress) => json!("192.0.2.1"),
             Source::Key(_, Convert::Strip2) => json!("[\"https://example.com/x\"]"),
             Source::FirstTime(_) => json!("2024-01-02T03:04:05.5Z"),
@@ -63,8 +107,8 @@ fn full_row(profile: &Profile) -> Value {
     row
 }
 
-fn normalize_all(lines: &[String]) -> Vec<Value> {
-    let n = Normalizer::new(Profile::documented());
+fn normalize_all(profile: &Profile, lines: &[String]) -> Vec<Value> {
+    let n = Normalizer::new(profile.clone());
     let mut docs = Vec::new();
     for line in lines {
         let mut out = Vec::new();
@@ -78,31 +122,44 @@ fn normalize_all(lines: &[String]) -> Vec<Value> {
 
 #[test]
 fn every_emitted_field_is_catalogued_with_its_type_and_the_reverse() {
-    let profile = Profile::documented();
+    for profile in [Profile::documented(), Profile::extended()] {
+        check_catalogue(&profile);
+    }
+}
+
+fn check_catalogue(profile: &Profile) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut lines = vec![full_row(&profile).to_string()];
-    lines.extend(
-        std::fs::read_to_string(root.join("examples/detections.ndjson"))
-            .unwrap()
-            .lines()
-            .map(String::from),
-    );
+    let mut lines = vec![full_row(profile).to_string()];
+    for file in [
+        "examples/detections.ndjson",
+        "tests/golden/extended/input.ndjson",
+    ] {
+        lines.extend(
+            std::fs::read_to_string(root.join(file))
+                .unwrap()
+                .lines()
+                .map(String::from),
+        );
+    }
     for entry in std::fs::read_dir(root.join("tests/golden/documented")).unwrap() {
         let sample: Value =
             serde_json::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap()).unwrap();
         lines.push(sample["input"].to_string());
     }
-    let docs = normalize_all(&lines);
+    let docs = normalize_all(profile, &lines);
     assert!(docs.len() >= 9);
 
     let mut seen = BTreeMap::new();
     for doc in &docs {
         let mut flat = BTreeMap::new();
-        leaves(doc, "", &mut flat);
+        leaves(doc, "", profile, &mut flat);
         for (path, value) in flat {
-            let field = profile
-                .field(&path)
-                .unwrap_or_else(|| panic!("{path} is emitted but not in the catalogue"));
+            let field = profile.field(&path).unwrap_or_else(|| {
+                panic!(
+                    "{}: {path} is emitted but not in the catalogue",
+                    profile.name()
+                )
+            });
             assert!(
                 json_type_ok(field, &value),
                 "{path}: {value} does not fit {}",
@@ -111,12 +168,13 @@ fn every_emitted_field_is_catalogued_with_its_type_and_the_reverse() {
             seen.insert(path, ());
         }
     }
-    let catalogue = catalogue::json(&profile);
+    let catalogue = catalogue::json(profile);
     for f in catalogue["fields"].as_array().unwrap() {
         let name = f["name"].as_str().unwrap();
         assert!(
             seen.contains_key(name),
-            "{name} is in the catalogue but never emitted"
+            "{}: {name} is in the catalogue but never emitted",
+            profile.name()
         );
     }
     assert_eq!(seen.len(), profile.fields().len());
@@ -124,8 +182,13 @@ fn every_emitted_field_is_catalogued_with_its_type_and_the_reverse() {
 
 #[test]
 fn index_template_types_every_field() {
-    let profile = Profile::documented();
-    let template = catalogue::index_template(&profile, &Default::default());
+    for profile in [Profile::documented(), Profile::extended()] {
+        check_template(&profile);
+    }
+}
+
+fn check_template(profile: &Profile) {
+    let template = catalogue::index_template(profile, &Default::default());
     for f in profile.fields() {
         let mut node = &template["template"]["mappings"];
         for segment in f.name.split('.') {
@@ -136,29 +199,38 @@ fn index_template_types_every_field() {
 }
 
 #[test]
-fn readme_field_table_is_generated() {
+fn readme_field_tables_are_generated() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
-    let readme = std::fs::read_to_string(&path).unwrap();
-    let (begin, end) = ("<!-- fields:begin -->\n", "<!-- fields:end -->");
-    let start = readme
-        .find(begin)
-        .expect("README has a fields:begin marker")
-        + begin.len();
-    let stop = readme[start..]
-        .find(end)
-        .expect("README has a fields:end marker")
-        + start;
-    let table = catalogue::markdown(&Profile::documented());
-    if readme[start..stop] != table {
+    let mut readme = std::fs::read_to_string(&path).unwrap();
+    let mut stale = Vec::new();
+    for (marker, profile) in [
+        ("fields", Profile::documented()),
+        ("fields-extended", Profile::extended()),
+    ] {
+        let (begin, end) = (
+            format!("<!-- {marker}:begin -->\n"),
+            format!("<!-- {marker}:end -->"),
+        );
+        let start = readme
+            .find(&begin)
+            .unwrap_or_else(|| panic!("README has a {marker}:begin marker"))
+            + begin.len();
+        let stop = readme[start..]
+            .find(&end)
+            .unwrap_or_else(|| panic!("README has a {marker}:end marker"))
+            + start;
+        let table = catalogue::markdown(&profile);
+        if readme[start..stop] != table {
+            stale.push(marker);
+            readme.replace_range(start..stop, &table);
+        }
+    }
+    if !stale.is_empty() {
         if std::env::var_os("SOPHOS_TAC_BLESS").is_some() {
-            std::fs::write(
-                &path,
-                format!("{}{}{}", &readme[..start], table, &readme[stop..]),
-            )
-            .unwrap();
+            std::fs::write(&path, readme).unwrap();
         } else {
             panic!(
-                "README field table is out of date; run `SOPHOS_TAC_BLESS=1 cargo test --test catalogue` to regenerate it"
+                "README field tables {stale:?} are out of date; run `SOPHOS_TAC_BLESS=1 cargo test --test catalogue` to regenerate them"
             );
         }
     }

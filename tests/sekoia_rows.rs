@@ -77,7 +77,7 @@ fn sekoia_rows_normalize_and_fill_every_fed_field() {
                     .is_some_and(|s| s.chars().count() > 4),
                 Source::Key(key, _) => feeds(row.get(key)),
                 Source::FirstTime(_) => true,
-                Source::ListOf(target) => get(&doc, target).is_some(),
+                Source::Related(targets) => targets.iter().any(|t| get(&doc, t).is_some()),
                 _ => continue,
             };
             assert_eq!(

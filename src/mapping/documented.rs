@@ -50,6 +50,6 @@ pub(super) static FIELDS: &[Field] = &[
     key("sophos.threat_center.query.pack_version", Keyword, "meta_query_pack_version", "The query pack version."),
     key("sophos.threat_center.query.name", Keyword, "query_name", "The query name."),
     key("sophos.threat_center.endpoint.type", Keyword, "meta_endpoint_type", "The type of the endpoint."),
-    Field { name: "related.ip", ecs_type: Ip, array: true, description: "All of the IPs seen on the event.", source: ListOf("source.ip") },
-    Field { name: "related.user", ecs_type: Keyword, array: true, description: "All the user names or other user identifiers seen on the event.", source: ListOf("user.name") },
+    Field { name: "related.ip", ecs_type: Ip, array: true, description: "All of the IPs seen on the event.", source: Related(&["source.ip"]) },
+    Field { name: "related.user", ecs_type: Keyword, array: true, description: "All the user names or other user identifiers seen on the event.", source: Related(&["user.name"]) },
 ];

@@ -4,7 +4,9 @@
 //! runs it, [`catalogue`](crate::catalogue) prints it as the field catalogue and
 //! the index template, and the README's field table is generated from it.
 
+pub mod categorize;
 mod documented;
+mod extended;
 
 use std::fmt;
 
@@ -24,6 +26,12 @@ pub enum EcsType {
     Date,
     /// `ip`: an IPv4 or IPv6 address string.
     Ip,
+    /// `boolean`: `true` or `false`.
+    Boolean,
+    /// `float`: a JSON number.
+    Float,
+    /// `object`: a JSON object parsed from a nested JSON string.
+    Object,
 }
 
 impl EcsType {
@@ -36,6 +44,9 @@ impl EcsType {
             EcsType::Long => "long",
             EcsType::Date => "date",
             EcsType::Ip => "ip",
+            EcsType::Boolean => "boolean",
+            EcsType::Float => "float",
+            EcsType::Object => "object",
         }
     }
 }
@@ -64,6 +75,48 @@ pub enum Convert {
     /// A one-element list of the text, and `[""]` when the value is absent (the
     /// documented output does this for `registry.data.strings`).
     ListOrEmpty,
+    /// A JSON number (or a string holding one), written as a number; anything else
+    /// leaves the field out with a warning.
+    Number,
+    /// `true`/`false`, `1`/`0`, `"true"`/`"false"`, `"1"`/`"0"` (any case) as a
+    /// boolean; anything else leaves the field out with a warning.
+    Bool,
+    /// A time in one of the accepted forms (see [`crate::time`]); anything else
+    /// leaves the field out with a warning.
+    Time,
+    /// A time written `DD/MM/YYYY HH:MM:SS` (UTC), as Windows events give
+    /// `password_last_set`; `"-"` is absent; anything else warns.
+    DayFirstTime,
+    /// A JSON object, or a string holding one, as an object. A string that does not
+    /// parse as an object stays a string, with a warning (an index that maps the
+    /// field as an object will refuse that document).
+    Object,
+    /// A JSON array of scalars, or a string holding one, as a list of strings; a
+    /// plain string is a one-element list.
+    StringList,
+    /// The text, only when it looks like a file path (`C:\…`, `\\…` or `/…`).
+    FilePath,
+    /// The last component of a file path.
+    FileName,
+    /// A file path without its last component.
+    Directory,
+    /// A command line: a JSON array of arguments (or a string holding one) is joined
+    /// with spaces; any other text is kept.
+    CommandLine,
+    /// A command line's arguments: a JSON array (or a string holding one) as is,
+    /// otherwise the text split on white space, double quotes grouping.
+    Args,
+    /// A platform name (`windows`, `darwin`, `debian`, …) as an ECS `os.type`
+    /// (`windows`, `macos`, `linux`); unknown platforms leave the field out.
+    OsType,
+    /// MITRE ATT&CK technique ids from the Sophos MITRE list (a JSON string).
+    TechniqueIds,
+    /// MITRE ATT&CK technique names.
+    TechniqueNames,
+    /// MITRE ATT&CK tactic ids.
+    TacticIds,
+    /// MITRE ATT&CK tactic names.
+    TacticNames,
 }
 
 /// Where a field's value comes from.
@@ -79,8 +132,32 @@ pub enum Source {
     /// The first of these keys whose value parses as a time (see [`crate::time`]);
     /// the time of normalization, with a warning, when none does.
     FirstTime(&'static [&'static str]),
-    /// A one-element list of another field's value, when that field is set.
-    ListOf(&'static str),
+    /// The first of these keys whose converted value is present.
+    FirstKey(&'static [&'static str], Convert),
+    /// One key of the row, converted, only when the row also has the second key
+    /// (e.g. registry fields only for rows that carry a registry `key`).
+    KeyWhen(&'static str, &'static str, Convert),
+    /// A value inside a nested JSON object (a JSON string holding one, or an
+    /// object): the key, then the path of member names.
+    Nested(&'static str, &'static [&'static str], Convert),
+    /// The distinct values of these earlier fields, as a list (the `related.*` rule).
+    Related(&'static [&'static str]),
+    /// A constant, when another (earlier) field is set.
+    ConstantWhen(&'static str, &'static str),
+    /// ECS categorization derived from the row (see [`categorize`]).
+    Categorize(Categorization),
+}
+
+/// Which categorization field a [`Source::Categorize`] rule fills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Categorization {
+    /// `event.category` (a list).
+    Category,
+    /// `event.type` (a list).
+    Type,
+    /// `event.outcome`.
+    Outcome,
 }
 
 /// One output field and the rule that fills it.
@@ -102,8 +179,10 @@ impl Field {
     /// The row keys this field reads, in the order it tries them.
     pub fn row_keys(&self) -> Vec<&'static str> {
         match self.source {
-            Source::Key(key, _) => vec![key],
-            Source::FirstTime(keys) => keys.to_vec(),
+            Source::Key(key, _) | Source::Nested(key, _, _) => vec![key],
+            Source::KeyWhen(key, gate, _) => vec![key, gate],
+            Source::FirstTime(keys) | Source::FirstKey(keys, _) => keys.to_vec(),
+            Source::Categorize(_) => categorize::KEYS.to_vec(),
             _ => Vec::new(),
         }
     }
@@ -118,7 +197,20 @@ impl Field {
                 let keys: Vec<String> = keys.iter().map(|k| format!("`{k}`")).collect();
                 format!("first that parses of {}", keys.join(", "))
             }
-            Source::ListOf(field) => format!("`[{field}]`"),
+            Source::FirstKey(keys, _) => {
+                let keys: Vec<String> = keys.iter().map(|k| format!("`{k}`")).collect();
+                format!("first present of {}", keys.join(", "))
+            }
+            Source::Nested(key, path, _) => format!("`{key}` → `{}`", path.join(".")),
+            Source::KeyWhen(key, gate, _) => format!("`{key}`, when the row has `{gate}`"),
+            Source::Related(fields) => {
+                let fields: Vec<String> = fields.iter().map(|f| format!("`{f}`")).collect();
+                format!("distinct values of {}", fields.join(", "))
+            }
+            Source::ConstantWhen(field, c) => format!("`{c}` when `{field}` is set"),
+            Source::Categorize(_) => {
+                "derived from the query and detection (see `mapping::categorize`)".to_string()
+            }
         }
     }
 }
@@ -139,16 +231,26 @@ impl Profile {
         }
     }
 
+    /// The extended profile: a superset of the documented one with every field the
+    /// rows carry that ECS has a place for, and the rest under `sophos.threat_center.*`.
+    pub fn extended() -> Profile {
+        Profile {
+            name: "extended",
+            fields: extended::FIELDS,
+        }
+    }
+
     /// Looks a profile up by name.
     pub fn by_name(name: &str) -> Option<Profile> {
         match name {
             "documented" => Some(Profile::documented()),
+            "extended" => Some(Profile::extended()),
             _ => None,
         }
     }
 
     /// The names accepted by [`Profile::by_name`].
-    pub const NAMES: &'static [&'static str] = &["documented"];
+    pub const NAMES: &'static [&'static str] = &["documented", "extended"];
 
     /// The profile's name.
     pub fn name(&self) -> &'static str {

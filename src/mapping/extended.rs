@@ -1,0 +1,185 @@
+//! The extended profile's table: the documented profile, plus every field the rows
+//! carry that ECS has a place for, plus the rest under `sophos.threat_center.*`.
+//!
+//! Every documented field keeps its name and value, except that placeholders are
+//! never emitted (`registry.data.strings` only when the row has registry data).
+
+use super::documented::TIME_KEYS;
+use super::{Categorization as Cat, Convert as C, EcsType::*, Field, Source::*};
+
+#[rustfmt::skip]
+const fn f(name: &'static str, ecs_type: super::EcsType, source: super::Source, description: &'static str) -> Field {
+    Field { name, ecs_type, array: false, description, source }
+}
+
+#[rustfmt::skip]
+const fn list(name: &'static str, ecs_type: super::EcsType, source: super::Source, description: &'static str) -> Field {
+    Field { name, ecs_type, array: true, description, source }
+}
+
+#[rustfmt::skip]
+const fn text(name: &'static str, key: &'static str, description: &'static str) -> Field {
+    f(name, Keyword, Key(key, C::Text), description)
+}
+
+#[rustfmt::skip]
+pub(super) static FIELDS: &[Field] = &[
+    // --- the documented profile, in its order ---
+    f("message", Text, Original, "The row's original JSON text, unchanged."),
+    f("event.kind", Keyword, Constant("event"), "The kind of the event. The highest categorization field in the hierarchy."),
+    f("event.severity", Long, Key("ioc_severity", C::Integer), "Numeric severity of the event."),
+    text("event.reason", "description", "Reason why this event happened, according to the source."),
+    text("event.code", "ioc_detection_id", "Identification code for this event."),
+    f("@timestamp", Date, FirstTime(TIME_KEYS), "Date/time when the event originated."),
+    text("user.name", "meta_username", "Short name or login of the user."),
+    f("registry.path", Keyword, KeyWhen("path", "key", C::Text), "Full path, including hive, key and value (only for rows with a registry key)."),
+    text("registry.key", "key", "Hive-relative path of keys."),
+    f("registry.data.type", Keyword, KeyWhen("type", "key", C::Text), "Standard registry type for encoding contents (only for rows with a registry key)."),
+    list("registry.data.strings", Wildcard, KeyWhen("data", "key", C::Text), "List of strings representing what was written to the registry (only for rows with a registry key; never a placeholder)."),
+    f("source.ip", Ip, Key("meta_public_ip", C::IpAddress), "IP address of the source (the endpoint's public address)."),
+    text("source.mac", "meta_mac_address", "MAC address of the source."),
+    text("source.geo.country_iso_code", "meta_public_ip_country_code", "Country ISO code."),
+    text("source.geo.postal_code", "meta_public_ip_postal", "Postal code."),
+    text("source.geo.city_name", "meta_public_ip_city", "City name."),
+    text("source.geo.country_name", "meta_public_ip_country", "Country name."),
+    text("source.address", "meta_public_ip", "Source address, as the row gives it (kept even when it is not a valid IP)."),
+    text("host.name", "meta_hostname", "Name of the host."),
+    text("host.id", "host_identifier", "Unique host id."),
+    text("host.os.name", "meta_os_name", "Operating system name, without the version."),
+    text("host.os.version", "meta_os_version", "Operating system version as a raw string."),
+    text("host.domain", "subject_domain", "Name of the domain of which the host is a member."),
+    f("vulnerability.reference", Keyword, Key("ioc_detection_references", C::Strip2), "Reference of the vulnerability."),
+    text("vulnerability.description", "ioc_detection_description", "Description of the vulnerability."),
+    text("sophos.threat_center.cvss", "ioc_detection_cvss", "The Common Vulnerability Scoring System score."),
+    text("sophos.threat_center.id", "endpoint_id", "The identifier of the endpoint."),
+    text("sophos.threat_center.detection_attack", "ioc_detection_attack", "The attack name."),
+    text("sophos.threat_center.query.source", "query_source", "The query source."),
+    text("sophos.threat_center.query.action", "osquery_action", "The query action."),
+    text("sophos.threat_center.query.pack_version", "meta_query_pack_version", "The query pack version."),
+    text("sophos.threat_center.query.name", "query_name", "The query name."),
+    text("sophos.threat_center.endpoint.type", "meta_endpoint_type", "The type of the endpoint."),
+
+    // --- event ---
+    list("event.category", Keyword, Categorize(Cat::Category), "ECS event category, derived from the query and the detection."),
+    list("event.type", Keyword, Categorize(Cat::Type), "ECS event type, derived from the query and the detection."),
+    f("event.outcome", Keyword, Categorize(Cat::Outcome), "Outcome of a logon (success or failure), when known."),
+    f("event.ingested", Date, Key("ingestion_timestamp", C::Time), "Time the row reached the Sophos Data Lake."),
+    f("event.risk_score", Float, Key("ioc_detection_weight", C::Number), "Risk score: the detection weight."),
+    // --- host ---
+    text("host.os.full", "meta_os_name", "Operating system name, including the version or code name."),
+    text("host.os.platform", "meta_os_platform", "Operating system platform (windows, debian, darwin…)."),
+    f("host.os.type", Keyword, Key("meta_os_platform", C::OsType), "Operating system family: windows, linux or macos."),
+    list("host.ip", Ip, Key("meta_ip_address", C::IpAddress), "Host IP address (the endpoint's local address)."),
+    list("host.mac", Keyword, Key("meta_mac_address", C::Text), "Host MAC address."),
+    // --- source, user, destination, server ---
+    f("source.nat.ip", Ip, Key("meta_public_ip", C::IpAddress), "Translated (public) IP of the endpoint."),
+    text("user.domain", "subject_domain", "Domain of the subject user."),
+    text("user.target.name", "target_username", "Name of the targeted user."),
+    text("user.target.domain", "target_domain", "Domain of the targeted user."),
+    f("destination.address", Keyword, FirstKey(&["target_domain", "remote_address"], C::Text), "Destination address: the target domain, or the remote address."),
+    text("destination.domain", "target_domain", "Destination domain."),
+    f("destination.ip", Ip, Key("remote_address", C::IpAddress), "Remote IP address."),
+    f("destination.port", Long, Key("remote_port", C::Integer), "Remote port."),
+    text("server.domain", "target_server", "Target server."),
+    // --- process ---
+    f("process.pid", Long, FirstKey(&["process_pid", "pid"], C::Integer), "Process id."),
+    text("process.name", "process_name", "Process name."),
+    f("process.executable", Keyword, FirstKey(&["process_path"], C::FilePath), "Absolute path to the process executable."),
+    f("process.command_line", Wildcard, FirstKey(&["process_cmd_line", "cmdline"], C::CommandLine), "Full command line that started the process, as a string."),
+    list("process.args", Keyword, FirstKey(&["process_cmd_line", "cmdline"], C::Args), "Process arguments, in order."),
+    f("process.hash.sha256", Keyword, FirstKey(&["process_sha256", "sha256"], C::Text), "SHA256 hash of the process executable."),
+    text("process.hash.sha1", "sha1", "SHA1 hash of the process executable."),
+    f("process.code_signature.exists", Boolean, Key("is_process_file_signed", C::Bool), "Whether the executable is signed."),
+    f("process.code_signature.subject_name", Keyword, Nested("process_local_rep_signers", &["reputationData", "signerInfo", "0", "signer"], C::Text), "Subject name of the first signer."),
+    text("process.user.name", "username", "User the process runs as."),
+    text("process.user.id", "uid", "Id of the user the process runs as."),
+    text("process.group.id", "gid", "Id of the group the process runs as."),
+    f("process.parent.pid", Long, FirstKey(&["parent_pid", "parent"], C::Integer), "Parent process id."),
+    f("process.parent.name", Keyword, FirstKey(&["process_parent_name", "parent_name"], C::Text), "Parent process name."),
+    f("process.parent.executable", Keyword, FirstKey(&["parent_path", "process_parent_path"], C::FilePath), "Parent process executable."),
+    f("process.parent.command_line", Wildcard, Key("parent_cmdline", C::CommandLine), "Parent process command line, as a string."),
+    list("process.parent.args", Keyword, Key("parent_cmdline", C::Args), "Parent process arguments, in order."),
+    // --- file ---
+    f("file.path", Keyword, FirstKey(&["ioc_event_path", "path"], C::FilePath), "Full path to the file (registry paths are not files)."),
+    f("file.name", Keyword, FirstKey(&["ioc_event_path", "path"], C::FileName), "File name, with the extension."),
+    f("file.directory", Keyword, FirstKey(&["ioc_event_path", "path"], C::Directory), "Directory of the file."),
+    f("file.size", Long, FirstKey(&["file_size", "process_file_size"], C::Integer), "File size in bytes."),
+    text("file.hash.sha256", "sha256", "SHA256 hash of the file."),
+    text("file.hash.sha1", "sha1", "SHA1 hash of the file."),
+    text("file.pe.original_file_name", "original_filename", "Internal name of the file, from its PE header."),
+    text("file.pe.description", "file_description", "Description of the file, from its PE header."),
+    text("file.pe.file_version", "file_version", "File version, from its PE header."),
+    text("file.pe.company", "company_name", "Company, from the PE header."),
+    text("file.pe.product", "product_name", "Product, from the PE header."),
+    // --- organization, rule, threat ---
+    text("organization.id", "customer_id", "Sophos Central tenant (customer) id."),
+    text("rule.id", "ioc_detection_id", "Id of the detection rule."),
+    f("rule.name", Keyword, FirstKey(&["threat_name", "ioc_detection_id"], C::Text), "Name of the detection rule."),
+    text("rule.description", "ioc_detection_description", "Description of the detection rule."),
+    f("rule.reference", Keyword, Key("ioc_detection_references", C::Strip2), "Reference URL of the detection rule."),
+    text("rule.category", "ioc_detection_category", "Category of the detection rule."),
+    text("rule.ruleset", "query_name", "The Sophos query that produced the detection."),
+    list("threat.tactic.id", Keyword, Key("ioc_detection_mitre_attack", C::TacticIds), "MITRE ATT&CK tactic ids."),
+    list("threat.tactic.name", Keyword, Key("ioc_detection_mitre_attack", C::TacticNames), "MITRE ATT&CK tactic names."),
+    list("threat.technique.id", Keyword, Key("ioc_detection_mitre_attack", C::TechniqueIds), "MITRE ATT&CK technique ids."),
+    list("threat.technique.name", Keyword, Key("ioc_detection_mitre_attack", C::TechniqueNames), "MITRE ATT&CK technique names."),
+    f("threat.framework", Keyword, ConstantWhen("threat.tactic.id", "MITRE ATT&CK"), "Threat classification framework, when tactics are given."),
+    text("threat.indicator.provider", "threat_source", "Source of the threat indicator."),
+    // --- what has no ECS home ---
+    text("sophos.threat_center.record_identifier", "record_identifier", "Identifier of the Data Lake record."),
+    text("sophos.threat_center.detection_id_dedup", "detection_id_dedup", "Deduplication id of the detection."),
+    text("sophos.threat_center.detection_identifier", "detection_identifier", "Identifier of the detection."),
+    text("sophos.threat_center.message.id", "message_identifier", "Identifier of the message."),
+    text("sophos.threat_center.aggressive_activity", "meta_aggressive_activity", "Whether aggressive activity was seen (True/False)."),
+    text("sophos.threat_center.domain_controller", "meta_domain_controller", "Whether the endpoint is a domain controller (True/False)."),
+    text("sophos.threat_center.worker.id", "ioc_worker_id", "Id of the Sophos worker that produced the detection."),
+    text("sophos.threat_center.worker.name", "ioc_worker_name", "Name of the Sophos worker that produced the detection."),
+    f("sophos.threat_center.upload_size", Long, Key("upload_size", C::Integer), "Size of the uploaded record, in bytes."),
+    text("sophos.threat_center.ioc.attack_type", "ioc_attack_type", "Attack type of the IOC."),
+    f("sophos.threat_center.ioc.detection.attack", Keyword, FirstKey(&["threat_name", "ioc_detection_attack"], C::Text), "Attack name: the threat name, or the detection's attack."),
+    text("sophos.threat_center.ioc.detection.category", "ioc_detection_category", "Detection category."),
+    text("sophos.threat_center.ioc.detection.type", "ioc_detection_type", "Detection type."),
+    text("sophos.threat_center.ioc.detection.weight", "ioc_detection_weight", "Detection weight, as text."),
+    text("sophos.threat_center.ioc.detection.cvss", "ioc_detection_cvss", "CVSS score of the detection."),
+    list("sophos.threat_center.ioc.detection.licences", Keyword, Key("ioc_detection_licenses", C::StringList), "Licences the detection needs."),
+    f("sophos.threat_center.ioc.detection.sigma", Object, Key("ioc_detection_sigma", C::Object), "The detection's Sigma rule metadata, parsed."),
+    f("sophos.threat_center.ioc.detection.access", Object, Key("ioc_detection_access", C::Object), "CVSS access metrics, parsed."),
+    f("sophos.threat_center.ioc.detection.impact", Object, Key("ioc_detection_impact", C::Object), "CVSS impact metrics, parsed."),
+    text("sophos.threat_center.ioc.log_type", "ioc_log_type", "Log type of the IOC."),
+    text("sophos.threat_center.ioc.ttp_summary", "ioc_event_ttp_summary", "Tactics and techniques summary."),
+    f("sophos.threat_center.ioc.unix_time", Date, Key("ioc_unix_time", C::Time), "Time of the IOC."),
+    f("sophos.threat_center.ioc.created_at", Date, Key("ioc_created_at", C::Time), "Time the IOC was created."),
+    f("sophos.threat_center.analysis", Object, Key("analysis", C::Object), "The query's analysis data, parsed."),
+    f("sophos.threat_center.event.id", Long, Key("eventid", C::Integer), "Windows event id."),
+    text("sophos.threat_center.logon_process", "logon_process", "Windows logon process."),
+    f("sophos.threat_center.logon_type", Long, Key("logon_type", C::Integer), "Windows logon type."),
+    text("sophos.threat_center.authentication_package", "authentication_package", "Windows authentication package."),
+    text("sophos.threat_center.failure_reason", "failure_reason", "Windows logon failure reason."),
+    text("sophos.threat_center.status", "status", "Windows status code."),
+    text("sophos.threat_center.sub_status", "sub_status", "Windows sub-status code."),
+    text("sophos.threat_center.package", "package", "Package."),
+    text("sophos.threat_center.threat_type", "threat_type", "Threat type."),
+    text("sophos.threat_center.user_upn", "user_upn", "User principal name."),
+    f("sophos.threat_center.password.last_set", Date, Key("password_last_set", C::DayFirstTime), "When the account's password was last set."),
+    text("sophos.threat_center.ml.score", "ml_score", "Machine-learning score."),
+    f("sophos.threat_center.ml.score_band", Keyword, FirstKey(&["process_ml_score_band", "ml_score_band"], C::Text), "Machine-learning score band."),
+    f("sophos.threat_center.ml_score_data.config_version", Keyword, Nested("ml_score_data", &["configVersion"], C::Text), "Machine-learning model configuration version."),
+    f("sophos.threat_center.lolbins_ml_results.score", Keyword, Nested("lolbins_ml_results", &["score"], C::Text), "LOLBins model score."),
+    f("sophos.threat_center.lolbins_ml_results.score_label", Keyword, Nested("lolbins_ml_results", &["score_label"], C::Text), "LOLBins model label."),
+    f("sophos.threat_center.lolbins_ml_results.sha256", Keyword, Nested("lolbins_ml_results", &["sha256"], C::Text), "SHA256 scored by the LOLBins model."),
+    f("sophos.threat_center.global_rep", Long, FirstKey(&["global_rep", "process_global_rep"], C::Integer), "Global reputation."),
+    f("sophos.threat_center.local_rep", Long, FirstKey(&["local_rep", "process_local_rep"], C::Integer), "Local reputation."),
+    text("sophos.threat_center.pua.score", "pua_score", "Potentially unwanted application score."),
+    text("sophos.threat_center.sha256.reputation_band", "sha256_reputation_band", "Reputation band of the file's SHA256."),
+    text("sophos.threat_center.sha256.reputation_score", "sha256_reputation_score", "Reputation score of the file's SHA256."),
+    text("sophos.threat_center.process.ml_score", "process_ml_score", "Machine-learning score of the process."),
+    text("sophos.threat_center.process.pua.score", "process_pua_score", "PUA score of the process."),
+    text("sophos.threat_center.process.hash.sha256.reputation_band", "process_sha256_reputation_band", "Reputation band of the process's SHA256."),
+    text("sophos.threat_center.process.hash.sha256.reputation_score", "process_sha256_reputation_score", "Reputation score of the process's SHA256."),
+    f("sophos.threat_center.process.executable.is_signed", Boolean, Key("is_process_file_signed", C::Bool), "Whether the process executable is signed."),
+    // --- related (after every field they gather) ---
+    list("related.ip", Ip, Related(&["source.ip"]), "All of the IPs seen on the event (the documented contract: the source IP)."),
+    list("related.user", Keyword, Related(&["user.name"]), "All the user names seen on the event (the documented contract: the user name)."),
+    list("related.hash", Keyword, Related(&["process.hash.sha256", "process.hash.sha1", "file.hash.sha256", "file.hash.sha1"]), "All the hashes seen on the event."),
+    list("related.hosts", Keyword, Related(&["host.name", "destination.domain", "server.domain"]), "All the host names seen on the event."),
+];

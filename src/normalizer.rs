@@ -385,14 +385,7 @@ fn convert_value(raw: Option<&str>, convert: Convert) -> Converted<'_> {
         }
         Convert::StringList => {
             let items = json_array(raw, &text).unwrap_or_else(|| vec![text.to_string()]);
-            (!items.is_empty()).then(|| {
-                Value::List(
-                    items
-                        .into_iter()
-                        .map(|s| Value::Str(Cow::Owned(s)))
-                        .collect(),
-                )
-            })
+            string_list(items)
         }
         Convert::FilePath => looks_like_path(&text).then_some(Value::Str(text)),
         Convert::FileName | Convert::Directory if !looks_like_path(&text) => None,
@@ -410,13 +403,7 @@ fn convert_value(raw: Option<&str>, convert: Convert) -> Converted<'_> {
         },
         Convert::Args => {
             let args = json_array(raw, &text).unwrap_or_else(|| split_args(&text));
-            (!args.is_empty()).then(|| {
-                Value::List(
-                    args.into_iter()
-                        .map(|s| Value::Str(Cow::Owned(s)))
-                        .collect(),
-                )
-            })
+            string_list(args)
         }
         Convert::OsType => os_type(&text).map(|t| Value::Str(Cow::Borrowed(t))),
         Convert::TechniqueIds
@@ -424,15 +411,20 @@ fn convert_value(raw: Option<&str>, convert: Convert) -> Converted<'_> {
         | Convert::TacticIds
         | Convert::TacticNames => {
             let items = mitre(&text, convert).ok_or(None)?;
-            (!items.is_empty()).then(|| {
-                Value::List(
-                    items
-                        .into_iter()
-                        .map(|s| Value::Str(Cow::Owned(s)))
-                        .collect(),
-                )
-            })
+            string_list(items)
         }
+    })
+}
+
+/// A list of strings; `None` when empty.
+fn string_list(items: Vec<String>) -> Option<Value<'static>> {
+    (!items.is_empty()).then(|| {
+        Value::List(
+            items
+                .into_iter()
+                .map(|s| Value::Str(Cow::Owned(s)))
+                .collect(),
+        )
     })
 }
 

@@ -231,36 +231,128 @@ fn run_sequential(
     sink: &mut Sink<'_>,
     options: &Options,
 ) -> Result<(), Error> {
-    let mut buffers = Buffers::default();
+    let mut inline = Inline {
+        normalizer,
+        sink,
+        free: None,
+        failed: None,
+    };
+    read_all(inputs, options.block_bytes, &mut inline);
+    inline.failed.map_or(Ok(()), Err)
+}
+
+/// Where the source puts what it reads.
+trait Blocks {
+    /// An empty set of buffers to read a block into; `None` stops the source.
+    fn buffers(&mut self) -> Option<Buffers>;
+    /// A block of whole lines of input `file`; false stops the source.
+    fn block(&mut self, file: usize, first: bool, buffers: Buffers) -> bool;
+    /// An input that cannot be read, or not to the end; false stops the source.
+    fn input_error(&mut self, error: Error) -> bool;
+}
+
+/// The single-threaded run: each block is normalized and written as it is read.
+struct Inline<'n, 's, 'a> {
+    normalizer: &'n Normalizer,
+    sink: &'s mut Sink<'a>,
+    free: Option<Buffers>,
+    failed: Option<Error>,
+}
+
+impl Blocks for Inline<'_, '_, '_> {
+    fn buffers(&mut self) -> Option<Buffers> {
+        Some(self.free.take().unwrap_or_default())
+    }
+
+    fn block(&mut self, file: usize, first: bool, buffers: Buffers) -> bool {
+        let batch = transform(self.normalizer, file, first, buffers);
+        let written = self.sink.accept(&batch);
+        self.free = Some(batch.buffers);
+        written.map_err(|e| self.failed = Some(e)).is_ok()
+    }
+
+    fn input_error(&mut self, error: Error) -> bool {
+        self.sink.input_error(&error);
+        true
+    }
+}
+
+/// The parallel run's source side: blocks go to the workers, numbered in input order.
+struct ToWorkers {
+    pool: Receiver<Buffers>,
+    work: Sender<Work>,
+    done: Sender<Done>,
+    seq: u64,
+}
+
+impl Blocks for ToWorkers {
+    fn buffers(&mut self) -> Option<Buffers> {
+        self.pool.recv().ok()
+    }
+
+    fn block(&mut self, file: usize, first: bool, buffers: Buffers) -> bool {
+        let seq = self.seq;
+        self.seq += 1;
+        self.work
+            .send(Work::Block {
+                seq,
+                file,
+                first,
+                buffers,
+            })
+            .is_ok()
+    }
+
+    fn input_error(&mut self, error: Error) -> bool {
+        let seq = self.seq;
+        self.seq += 1;
+        self.done.send(Done::InputError(seq, error)).is_ok()
+    }
+}
+
+/// The source: reads every input into blocks of whole lines.
+fn read_all(inputs: &[Input], block_bytes: usize, to: &mut impl Blocks) {
+    // Buffers taken but not filled (an input ended) go to the next input.
+    let mut spare: Option<Buffers> = None;
     for (file, input) in inputs.iter().enumerate() {
         let mut source = match input.open() {
-            Ok(r) => BlockSource::new(r, options.block_bytes),
+            Ok(r) => BlockSource::new(r, block_bytes),
             Err(e) => {
-                sink.input_error(&e);
+                if !to.input_error(e) {
+                    return;
+                }
                 continue;
             }
         };
         let mut first = true;
         loop {
+            let Some(mut buffers) = spare.take().or_else(|| to.buffers()) else {
+                return;
+            };
             match source.next_block(&mut buffers.input) {
-                Ok(false) => break,
                 Ok(true) => {
-                    let batch = transform(normalizer, file, first, buffers);
-                    sink.accept(&batch)?;
-                    buffers = batch.buffers;
+                    if !to.block(file, first, buffers) {
+                        return;
+                    }
                     first = false;
                 }
+                Ok(false) => {
+                    spare = Some(buffers);
+                    break;
+                }
                 Err(source) => {
-                    sink.input_error(&Error::Read {
+                    spare = Some(buffers);
+                    if !to.input_error(Error::Read {
                         path: input.name(),
                         source,
-                    });
+                    }) {
+                        return;
+                    }
                     break;
                 }
             }
         }
     }
-    Ok(())
 }
 
 enum Work {
@@ -293,7 +385,18 @@ fn run_parallel(
     std::thread::scope(|scope| {
         {
             let done_tx = done_tx.clone();
-            scope.spawn(move || read_all(inputs, options.block_bytes, pool_rx, work_tx, done_tx));
+            scope.spawn(move || {
+                read_all(
+                    inputs,
+                    options.block_bytes,
+                    &mut ToWorkers {
+                        pool: pool_rx,
+                        work: work_tx,
+                        done: done_tx,
+                        seq: 0,
+                    },
+                )
+            });
         }
         for _ in 0..options.threads {
             let (work_rx, done_tx) = (work_rx.clone(), done_tx.clone());
@@ -320,72 +423,6 @@ fn run_parallel(
         drop((work_rx, done_tx));
         write_in_order(sink, done_rx, pool_tx)
     })
-}
-
-/// The source thread: reads every input into blocks, taking buffers from the pool.
-fn read_all(
-    inputs: &[Input],
-    block_bytes: usize,
-    pool: Receiver<Buffers>,
-    work: Sender<Work>,
-    done: Sender<Done>,
-) {
-    let mut seq = 0u64;
-    // A buffer taken from the pool but not filled goes to the next input.
-    let mut spare: Option<Buffers> = None;
-    for (file, input) in inputs.iter().enumerate() {
-        let mut source = match input.open() {
-            Ok(r) => BlockSource::new(r, block_bytes),
-            Err(e) => {
-                let _ = done.send(Done::InputError(seq, e));
-                seq += 1;
-                continue;
-            }
-        };
-        let mut first = true;
-        loop {
-            let mut buffers = match spare.take() {
-                Some(b) => b,
-                None => match pool.recv() {
-                    Ok(b) => b,
-                    Err(_) => return,
-                },
-            };
-            match source.next_block(&mut buffers.input) {
-                Ok(true) => {
-                    if work
-                        .send(Work::Block {
-                            seq,
-                            file,
-                            first,
-                            buffers,
-                        })
-                        .is_err()
-                    {
-                        return;
-                    }
-                    seq += 1;
-                    first = false;
-                }
-                Ok(false) => {
-                    spare = Some(buffers);
-                    break;
-                }
-                Err(source) => {
-                    spare = Some(buffers);
-                    let _ = done.send(Done::InputError(
-                        seq,
-                        Error::Read {
-                            path: input.name(),
-                            source,
-                        },
-                    ));
-                    seq += 1;
-                    break;
-                }
-            }
-        }
-    }
 }
 
 /// The sink side of the parallel run: puts batches back in input order.

@@ -2,6 +2,8 @@
 //! in the catalogue with a matching JSON type, and every catalogue field can be
 //! emitted. The README's field table is the generated one.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -128,24 +130,8 @@ fn every_emitted_field_is_catalogued_with_its_type_and_the_reverse() {
 }
 
 fn check_catalogue(profile: &Profile) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut lines = vec![full_row(profile).to_string()];
-    for file in [
-        "examples/detections.ndjson",
-        "tests/golden/extended/input.ndjson",
-    ] {
-        lines.extend(
-            std::fs::read_to_string(root.join(file))
-                .unwrap()
-                .lines()
-                .map(String::from),
-        );
-    }
-    for entry in std::fs::read_dir(root.join("tests/golden/documented")).unwrap() {
-        let sample: Value =
-            serde_json::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap()).unwrap();
-        lines.push(sample["input"].to_string());
-    }
+    lines.extend(common::fixture_lines());
     let docs = normalize_all(profile, &lines);
     assert!(docs.len() >= 9);
 

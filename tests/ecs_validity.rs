@@ -6,6 +6,8 @@
 //! otherwise the compact table `tests/data/ecs-9.4.0-subset.tsv`, generated from them
 //! (regenerate with `SOPHOS_TAC_BLESS=1 cargo test --test ecs_validity`).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -33,12 +35,8 @@ struct Reference {
     allowed: BTreeMap<String, Vec<String>>,
 }
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn compact_path() -> PathBuf {
-    root().join(format!("tests/data/ecs-{VERSION}-subset.tsv"))
+    common::root().join(format!("tests/data/ecs-{VERSION}-subset.tsv"))
 }
 
 /// The fields our profiles can emit outside `sophos.*`.
@@ -128,9 +126,8 @@ fn from_tsv(text: &str) -> Reference {
 }
 
 fn reference() -> Reference {
-    let shared = root().join("../shared/ecs");
     let compact = std::fs::read_to_string(compact_path()).unwrap_or_default();
-    if shared.is_dir() {
+    if let Some(shared) = common::shared("ecs") {
         let r = from_shared(&shared);
         let generated = to_tsv(&r);
         if generated != compact {
@@ -198,29 +195,13 @@ fn leaves(v: &Value, prefix: &str, out: &mut Vec<(String, Value)>) {
 
 /// Every input line of our fixtures, plus the shared sample rows when present.
 fn fixture_lines() -> Vec<String> {
-    let mut lines: Vec<String> = Vec::new();
-    for file in [
-        "examples/detections.ndjson",
-        "tests/golden/extended/input.ndjson",
-    ] {
+    let mut lines = common::fixture_lines();
+    if let Some(dir) = common::shared("golden/sekoia-current") {
         lines.extend(
-            std::fs::read_to_string(root().join(file))
-                .unwrap()
-                .lines()
-                .map(String::from),
+            common::samples(&dir)
+                .into_iter()
+                .map(|(_, s)| s["input"].to_string()),
         );
-    }
-    let mut dirs = vec![root().join("tests/golden/documented")];
-    let sekoia = root().join("../shared/golden/sekoia-current");
-    if sekoia.is_dir() {
-        dirs.push(sekoia);
-    }
-    for dir in dirs {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let v: Value =
-                serde_json::from_str(&std::fs::read_to_string(e.unwrap().path()).unwrap()).unwrap();
-            lines.push(v["input"].to_string());
-        }
     }
     lines
 }

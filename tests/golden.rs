@@ -1,6 +1,8 @@
 //! The integration page's three samples: output must equal `expected` as JSON,
 //! with the same key order.
 
+mod common;
+
 use std::path::Path;
 
 use serde_json::Value;
@@ -96,44 +98,12 @@ fn golden_extended() {
     }
 }
 
-fn leaf_values(v: &Value, prefix: &str, out: &mut Vec<(String, Value)>) {
-    match v {
-        Value::Object(map) => map
-            .iter()
-            .for_each(|(k, c)| leaf_values(c, &format!("{prefix}{k}."), out)),
-        other => out.push((prefix.trim_end_matches('.').to_string(), other.clone())),
-    }
-}
-
 /// `extended` is a superset of `documented`: every documented field keeps its name
 /// and value, except that registry fields (and the `[""]` placeholder) appear only
 /// for rows with a registry `key`.
 #[test]
 fn extended_is_a_superset_of_documented() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut lines: Vec<String> = Vec::new();
-    for file in [
-        "examples/detections.ndjson",
-        "tests/golden/extended/input.ndjson",
-    ] {
-        lines.extend(
-            std::fs::read_to_string(root.join(file))
-                .unwrap()
-                .lines()
-                .map(String::from),
-        );
-    }
-    for name in [
-        "ioc_view_query.json",
-        "ioc_view_query1.json",
-        "ioc_view_query2.json",
-    ] {
-        let sample: Value = serde_json::from_str(
-            &std::fs::read_to_string(root.join("tests/golden/documented").join(name)).unwrap(),
-        )
-        .unwrap();
-        lines.push(sample["input"].to_string());
-    }
+    let lines = common::fixture_lines();
     let mut compared = 0;
     for line in &lines {
         let (Some(doc), Some(ext)) = (
@@ -148,9 +118,7 @@ fn extended_is_a_superset_of_documented() {
             _ => row,
         };
         let registry_row = row.get("key").is_some_and(|k| !k.is_null());
-        let mut fields = Vec::new();
-        leaf_values(&doc, "", &mut fields);
-        for (field, value) in fields {
+        for (field, value) in common::leaves(&doc) {
             let got = field.split('.').try_fold(&ext, |v, k| v.get(k));
             let placeholder = field == "registry.data.strings" && value == serde_json::json!([""]);
             if placeholder || (field.starts_with("registry.") && !registry_row) {

@@ -1,5 +1,8 @@
 //! One test per rule of `shared/spec/documented-profile.md`, through the public API.
 
+mod common;
+
+use common::get;
 use serde_json::{Value, json};
 use sophos_tac::{LineOutcome, Normalizer, RejectReason, mapping::Profile};
 
@@ -52,10 +55,6 @@ fn row(extra: Value) -> String {
 
 fn doc(extra: Value) -> Value {
     run(&row(extra)).unwrap().doc
-}
-
-fn get<'a>(doc: &'a Value, dotted: &str) -> Option<&'a Value> {
-    dotted.split('.').try_fold(doc, |v, k| v.get(k))
 }
 
 fn reject(line: &str) -> RejectReason {

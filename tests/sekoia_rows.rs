@@ -3,20 +3,12 @@
 //! every documented field that the row feeds is present. Their `expected` follows
 //! another mapping and is not compared. Skips cleanly when `../shared` is absent.
 
-use std::path::PathBuf;
+mod common;
 
+use common::{get, samples, shared};
 use serde_json::Value;
 use sophos_tac::mapping::{Convert, Profile, Source};
 use sophos_tac::{LineOutcome, Normalizer};
-
-fn shared_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/golden/sekoia-current");
-    dir.is_dir().then_some(dir)
-}
-
-fn get<'a>(doc: &'a Value, dotted: &str) -> Option<&'a Value> {
-    dotted.split('.').try_fold(doc, |v, k| v.get(k))
-}
 
 /// True when a raw value renders as text (spec: absent, null, "" and "None" do not).
 fn feeds(v: Option<&Value>) -> bool {
@@ -26,21 +18,14 @@ fn feeds(v: Option<&Value>) -> bool {
 
 #[test]
 fn sekoia_rows_normalize_and_fill_every_fed_field() {
-    let Some(dir) = shared_dir() else {
+    let Some(dir) = shared("golden/sekoia-current") else {
         eprintln!("skipped: ../shared/golden/sekoia-current is absent");
         return;
     };
     let normalizer = Normalizer::new(Profile::documented());
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty());
-    for path in files {
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        let sample: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let samples = samples(&dir);
+    assert!(!samples.is_empty());
+    for (name, sample) in samples {
         let envelope = serde_json::to_string(&sample["input"]).unwrap();
         let row: Value =
             serde_json::from_str(sample["input"]["message"].as_str().unwrap()).unwrap();

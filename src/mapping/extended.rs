@@ -1,11 +1,43 @@
 //! The extended profile's table: the documented profile, plus every field the rows
 //! carry that ECS has a place for, plus the rest under `sophos.threat_center.*`.
 //!
-//! Every documented field keeps its name and value, except that placeholders are
-//! never emitted (`registry.data.strings` only when the row has registry data).
+//! The table is built from the documented one, so that every documented field keeps
+//! its name and rule, with one change: placeholders are never emitted, and registry
+//! fields appear only for rows that carry a registry `key` (no
+//! `registry.data.strings: [""]`). The extra fields follow.
 
-use super::documented::TIME_KEYS;
+use std::sync::OnceLock;
+
 use super::{Categorization as Cat, Convert as C, EcsType::*, Field, Source::*};
+
+/// The extended table: the documented fields (adjusted as above), then the extra ones.
+pub(super) fn fields() -> &'static [Field] {
+    static FIELDS: OnceLock<Vec<Field>> = OnceLock::new();
+    FIELDS.get_or_init(|| {
+        super::documented::FIELDS
+            .iter()
+            .map(without_placeholders)
+            .chain(EXTRA.iter().copied())
+            .collect()
+    })
+}
+
+/// A documented rule, with registry fields gated on the row's registry `key` and no
+/// `[""]` placeholder.
+fn without_placeholders(field: &Field) -> Field {
+    let source = match field.source {
+        Key(key, convert) if field.name.starts_with("registry.") && key != "key" => {
+            let convert = if convert == C::ListOrEmpty {
+                C::Text
+            } else {
+                convert
+            };
+            KeyWhen(key, "key", convert)
+        }
+        other => other,
+    };
+    Field { source, ..*field }
+}
 
 #[rustfmt::skip]
 const fn f(name: &'static str, ecs_type: super::EcsType, source: super::Source, description: &'static str) -> Field {
@@ -23,42 +55,7 @@ const fn text(name: &'static str, key: &'static str, description: &'static str) 
 }
 
 #[rustfmt::skip]
-pub(super) static FIELDS: &[Field] = &[
-    // --- the documented profile, in its order ---
-    f("message", Text, Original, "The row's original JSON text, unchanged."),
-    f("event.kind", Keyword, Constant("event"), "The kind of the event. The highest categorization field in the hierarchy."),
-    f("event.severity", Long, Key("ioc_severity", C::Integer), "Numeric severity of the event."),
-    text("event.reason", "description", "Reason why this event happened, according to the source."),
-    text("event.code", "ioc_detection_id", "Identification code for this event."),
-    f("@timestamp", Date, FirstTime(TIME_KEYS), "Date/time when the event originated."),
-    text("user.name", "meta_username", "Short name or login of the user."),
-    f("registry.path", Keyword, KeyWhen("path", "key", C::Text), "Full path, including hive, key and value (only for rows with a registry key)."),
-    text("registry.key", "key", "Hive-relative path of keys."),
-    f("registry.data.type", Keyword, KeyWhen("type", "key", C::Text), "Standard registry type for encoding contents (only for rows with a registry key)."),
-    list("registry.data.strings", Wildcard, KeyWhen("data", "key", C::Text), "List of strings representing what was written to the registry (only for rows with a registry key; never a placeholder)."),
-    f("source.ip", Ip, Key("meta_public_ip", C::IpAddress), "IP address of the source (the endpoint's public address)."),
-    text("source.mac", "meta_mac_address", "MAC address of the source."),
-    text("source.geo.country_iso_code", "meta_public_ip_country_code", "Country ISO code."),
-    text("source.geo.postal_code", "meta_public_ip_postal", "Postal code."),
-    text("source.geo.city_name", "meta_public_ip_city", "City name."),
-    text("source.geo.country_name", "meta_public_ip_country", "Country name."),
-    text("source.address", "meta_public_ip", "Source address, as the row gives it (kept even when it is not a valid IP)."),
-    text("host.name", "meta_hostname", "Name of the host."),
-    text("host.id", "host_identifier", "Unique host id."),
-    text("host.os.name", "meta_os_name", "Operating system name, without the version."),
-    text("host.os.version", "meta_os_version", "Operating system version as a raw string."),
-    text("host.domain", "subject_domain", "Name of the domain of which the host is a member."),
-    f("vulnerability.reference", Keyword, Key("ioc_detection_references", C::Strip2), "Reference of the vulnerability."),
-    text("vulnerability.description", "ioc_detection_description", "Description of the vulnerability."),
-    text("sophos.threat_center.cvss", "ioc_detection_cvss", "The Common Vulnerability Scoring System score."),
-    text("sophos.threat_center.id", "endpoint_id", "The identifier of the endpoint."),
-    text("sophos.threat_center.detection_attack", "ioc_detection_attack", "The attack name."),
-    text("sophos.threat_center.query.source", "query_source", "The query source."),
-    text("sophos.threat_center.query.action", "osquery_action", "The query action."),
-    text("sophos.threat_center.query.pack_version", "meta_query_pack_version", "The query pack version."),
-    text("sophos.threat_center.query.name", "query_name", "The query name."),
-    text("sophos.threat_center.endpoint.type", "meta_endpoint_type", "The type of the endpoint."),
-
+static EXTRA: &[Field] = &[
     // --- event ---
     list("event.category", Keyword, Categorize(Cat::Category), "ECS event category, derived from the query and the detection."),
     list("event.type", Keyword, Categorize(Cat::Type), "ECS event type, derived from the query and the detection."),
@@ -177,9 +174,7 @@ pub(super) static FIELDS: &[Field] = &[
     text("sophos.threat_center.process.hash.sha256.reputation_band", "process_sha256_reputation_band", "Reputation band of the process's SHA256."),
     text("sophos.threat_center.process.hash.sha256.reputation_score", "process_sha256_reputation_score", "Reputation score of the process's SHA256."),
     f("sophos.threat_center.process.executable.is_signed", Boolean, Key("is_process_file_signed", C::Bool), "Whether the process executable is signed."),
-    // --- related (after every field they gather) ---
-    list("related.ip", Ip, Related(&["source.ip"]), "All of the IPs seen on the event (the documented contract: the source IP)."),
-    list("related.user", Keyword, Related(&["user.name"]), "All the user names seen on the event (the documented contract: the user name)."),
+    // --- related (after every field they gather; related.ip and .user are documented) ---
     list("related.hash", Keyword, Related(&["process.hash.sha256", "process.hash.sha1", "file.hash.sha256", "file.hash.sha1"]), "All the hashes seen on the event."),
     list("related.hosts", Keyword, Related(&["host.name", "destination.domain", "server.domain"]), "All the host names seen on the event."),
 ];

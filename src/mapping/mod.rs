@@ -236,7 +236,7 @@ impl Profile {
     pub fn extended() -> Profile {
         Profile {
             name: "extended",
-            fields: extended::FIELDS,
+            fields: extended::fields(),
         }
     }
 

@@ -14,6 +14,8 @@
 //! - [`pipeline`]: read → normalize → write, in parallel and in input order.
 //! - [`catalogue`]: the field catalogue and the Elasticsearch/OpenSearch index
 //!   template generated from a profile.
+//! - [`collect`]: the Sophos Central client and collector (checkpoints, dedup, state).
+//! - [`sinks`]: where documents go (files with rotation, stdout), acknowledged.
 //!
 //! The smallest use is one line at a time:
 //!
@@ -33,12 +35,14 @@
 #![warn(missing_docs)]
 
 pub mod catalogue;
+pub mod collect;
 pub mod error;
 pub mod input;
 pub mod mapping;
 mod normalizer;
 pub mod output;
 pub mod pipeline;
+pub mod sinks;
 pub mod time;
 pub mod value;
 

@@ -25,6 +25,23 @@ pub enum Command {
     Normalize(NormalizeArgs),
     /// Print the field catalogue, or the index template, of a profile.
     Fields(FieldsArgs),
+    /// Pull rows from Sophos Central, normalize and deliver them (a service, or --once).
+    Collect(CollectArgs),
+}
+
+/// Flags of `collect`.
+#[derive(Debug, clap::Args)]
+pub struct CollectArgs {
+    /// The configuration file (TOML). The client secret comes from the environment
+    /// variable or the file it names, never from the command line.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: PathBuf,
+    /// One pass over every tenant, then exit (for cron).
+    #[arg(long)]
+    pub once: bool,
+    /// Print each tenant's checkpoint, lag and last error from the state database.
+    #[arg(long, conflicts_with = "once")]
+    pub status: bool,
 }
 
 /// Flags of `normalize`.
@@ -146,6 +163,8 @@ pub enum Config {
     Normalize(NormalizeConfig),
     /// `fields`.
     Fields(FieldsConfig),
+    /// `collect`.
+    Collect(CollectArgs),
 }
 
 fn profile(name: &str) -> anyhow::Result<Profile> {
@@ -196,6 +215,7 @@ impl Args {
                     progress: a.progress,
                 })
             }
+            Command::Collect(a) => Config::Collect(a),
             Command::Fields(a) => Config::Fields(FieldsConfig {
                 profile: profile(&a.profile)?,
                 format: a.format,

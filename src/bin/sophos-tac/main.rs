@@ -1,6 +1,7 @@
 //! The `sophos-tac` command: a thin layer over the library.
 
 mod args;
+mod collect;
 mod normalize;
 
 use std::io::Write;
@@ -16,6 +17,9 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_REJECTS: u8 = 1;
 /// Exit status: an error stopped the run or an input could not be read.
 pub const EXIT_ERROR: u8 = 2;
+/// Exit status of `collect --once`: at least one tenant failed (the others were
+/// collected).
+pub const EXIT_TENANT_FAILED: u8 = 3;
 
 fn main() -> ExitCode {
     let config = match Args::parse().into_config() {
@@ -36,6 +40,7 @@ fn fail(e: &anyhow::Error) -> ExitCode {
 fn run(config: Config) -> anyhow::Result<u8> {
     match config {
         Config::Normalize(c) => normalize::run(c),
+        Config::Collect(c) => collect::run(c),
         Config::Fields(c) => {
             let text = match (&c.template, c.format) {
                 (Some(t), _) => {

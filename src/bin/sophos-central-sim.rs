@@ -1,0 +1,564 @@
+//! `sophos-central-sim`: a local simulator of the Sophos Central APIs that
+//! `sophos-tac collect` uses, for tests and demos. It listens on loopback only.
+//!
+//! It serves, as documented by Sophos:
+//! - `POST /api/v2/oauth2/token` (client credentials; tokens expire after `--token-ttl`);
+//! - `GET /whoami/v1` (a tenant, a partner or an organization, `--kind`);
+//! - `GET /partner/v1/tenants` and `/organization/v1/tenants`, paged (`page`, `pageSize`);
+//! - `POST /xdr-query/v1/queries/runs` (`X-Tenant-ID`), then `GET …/runs/{id}` which goes
+//!   `pending` → `started` → `finished` (`result`: `succeeded`, or `failed` for
+//!   `--failing-tenant`), and `GET …/runs/{id}/results?pageSize=&pageFromKey=`.
+//!
+//! Rows are generated per tenant with `calendar_time` spread from `--past-secs` ago to
+//! `--future-secs` ahead (so new rows keep arriving); a `--late-fraction` of them only
+//! becomes visible `--late-secs` after its time. A query for `[from, to)` returns the
+//! visible rows whose `calendar_time` is in it.
+//!
+//! Faults: `--throttle-rate` answers that fraction of API calls with 429 and
+//! `Retry-After`, `--fail-rate` with 500 or 503, `--slow-ms` delays every answer,
+//! `--run-polls` makes query runs slow, and a `--token-ttl` shorter than the
+//! `--announced-ttl` makes tokens expire mid-run (401).
+//!
+//! Test hooks: `GET /_sim/rows` lists every row (as JSON text) the simulator holds;
+//! `GET /_sim/stats` counts what it served.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use clap::Parser;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// Command-line flags.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "sophos-central-sim",
+    version,
+    about = "A local Sophos Central API simulator (loopback only)"
+)]
+struct Args {
+    /// Address to listen on (loopback only; port 0 picks one, printed on stdout).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    addr: SocketAddr,
+    /// Who the credential is: tenant, partner or organization.
+    #[arg(long, default_value = "tenant")]
+    kind: String,
+    /// Number of tenants (for a partner or an organization).
+    #[arg(long, default_value_t = 3)]
+    tenants: usize,
+    /// Rows per tenant.
+    #[arg(long, default_value_t = 200)]
+    rows: usize,
+    /// The accepted client id.
+    #[arg(long, default_value = "demo-client")]
+    client_id: String,
+    /// The accepted client secret.
+    #[arg(long, default_value = "demo-secret")]
+    client_secret: String,
+    /// Token lifetime, seconds.
+    #[arg(long, default_value_t = 3600)]
+    token_ttl: u64,
+    /// The lifetime the token answer announces (`expires_in`), seconds; more than
+    /// `--token-ttl` makes tokens expire early, mid-run (default: the real one).
+    #[arg(long)]
+    announced_ttl: Option<u64>,
+    /// Oldest row time, seconds before start.
+    #[arg(long, default_value_t = 3600)]
+    past_secs: i64,
+    /// Newest row time, seconds after start (rows keep arriving until then).
+    #[arg(long, default_value_t = 0)]
+    future_secs: i64,
+    /// Fraction of rows that become visible only `--late-secs` after their time.
+    #[arg(long, default_value_t = 0.0)]
+    late_fraction: f64,
+    /// Delay of late rows, seconds.
+    #[arg(long, default_value_t = 30)]
+    late_secs: i64,
+    /// Fraction of rows without a `record_identifier`.
+    #[arg(long, default_value_t = 0.05)]
+    no_id_fraction: f64,
+    /// Fraction of API calls answered 429 with Retry-After.
+    #[arg(long, default_value_t = 0.0)]
+    throttle_rate: f64,
+    /// Fraction of API calls answered 500 or 503.
+    #[arg(long, default_value_t = 0.0)]
+    fail_rate: f64,
+    /// Delay before every answer, milliseconds.
+    #[arg(long, default_value_t = 0)]
+    slow_ms: u64,
+    /// Polls of a query run before it finishes.
+    #[arg(long, default_value_t = 2)]
+    run_polls: u32,
+    /// A tenant index (0-based) whose query runs always fail.
+    #[arg(long)]
+    failing_tenant: Option<usize>,
+    /// Tenants per page of the tenant listing.
+    #[arg(long, default_value_t = 2)]
+    tenant_page_size: usize,
+    /// Seed of the row generator and the fault injector.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+struct Row {
+    time_ms: i64,
+    visible_ms: i64,
+    text: String,
+}
+
+struct Run {
+    tenant: usize,
+    polls: u32,
+    failed: bool,
+    items: Vec<String>,
+}
+
+struct Sim {
+    args: Args,
+    base: String,
+    tenants: Vec<String>,
+    rows: Vec<Vec<Row>>,
+    tokens: HashMap<String, i64>,
+    runs: HashMap<String, Run>,
+    rng: Rng,
+    stats: HashMap<&'static str, u64>,
+    next_id: u64,
+}
+
+type Shared = Arc<Mutex<Sim>>;
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+fn iso(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_default()
+}
+
+fn generate(args: &Args, tenants: &[String], rng: &mut Rng) -> Vec<Vec<Row>> {
+    let start = now_ms();
+    let hosts = [
+        "FIN-WS-0142",
+        "DC-PAR-02",
+        "web-prod-03",
+        "MKT-LT-0077",
+        "design-mbp-12",
+    ];
+    let kinds = [
+        (
+            "COMPLIANCE-DEP-PERMISSIVE",
+            "vulnerability_dep",
+            "Vulnerability",
+        ),
+        (
+            "EVENT-4625-Brute-Force-Attempt",
+            "windows_event_invalid_logon_brute_force",
+            "Threat",
+        ),
+        (
+            "WIN-EXE-PRC-POWERSHELL-ENCODED-1",
+            "sophos_runtime_iocs_windows",
+            "Threat",
+        ),
+        (
+            "LINUX-REVERSE-SHELL-1",
+            "sophos_runtime_detections_linux",
+            "Threat",
+        ),
+    ];
+    tenants
+        .iter()
+        .enumerate()
+        .map(|(t, tenant)| {
+            (0..args.rows)
+                .map(|i| {
+                    let span = (args.past_secs + args.future_secs).max(1) * 1000;
+                    let time_ms = start - args.past_secs * 1000 + (rng.below(span as u64) as i64);
+                    let late = rng.unit() < args.late_fraction;
+                    let (id, query, kind) = kinds[rng.below(kinds.len() as u64) as usize];
+                    let mut row = json!({
+                        "calendar_time": iso(time_ms),
+                        "ingestion_timestamp": iso(time_ms + 15_000),
+                        "ioc_severity": 1 + rng.below(9),
+                        "ioc_detection_id": id,
+                        "ioc_detection_type": kind,
+                        "ioc_detection_weight": 1 + rng.below(9),
+                        "query_name": query,
+                        "meta_hostname": hosts[rng.below(hosts.len() as u64) as usize],
+                        "meta_public_ip": format!("198.51.100.{}", 1 + rng.below(254)),
+                        "meta_username": format!("user{}", rng.below(50)),
+                        "customer_id": tenant,
+                        "endpoint_id": format!("endpoint-{t}-{}", rng.below(20)),
+                        "counter": i,
+                    });
+                    if rng.unit() >= args.no_id_fraction {
+                        row["record_identifier"] = json!(format!("{tenant}-{i:06}"));
+                    }
+                    Row {
+                        time_ms,
+                        visible_ms: time_ms + if late { args.late_secs * 1000 } else { 0 },
+                        text: row.to_string(),
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> std::io::Result<()> {
+    let args = Args::parse();
+    if !args.addr.ip().is_loopback() {
+        eprintln!("sophos-central-sim: listens on loopback only");
+        std::process::exit(2);
+    }
+    let listener = tokio::net::TcpListener::bind(args.addr).await?;
+    let addr = listener.local_addr()?;
+    let base = format!("http://{addr}");
+    let mut rng = Rng(args.seed);
+    let n = if args.kind == "tenant" {
+        1
+    } else {
+        args.tenants
+    };
+    let tenants: Vec<String> = (0..n)
+        .map(|i| format!("{:08x}-0000-4000-8000-{:012x}", args.seed, i))
+        .collect();
+    let rows = generate(&args, &tenants, &mut rng);
+    let sim = Sim {
+        args,
+        base: base.clone(),
+        tenants,
+        rows,
+        tokens: HashMap::new(),
+        runs: HashMap::new(),
+        rng,
+        stats: HashMap::new(),
+        next_id: 0,
+    };
+    let app = Router::new()
+        .route("/api/v2/oauth2/token", post(token))
+        .route("/whoami/v1", get(whoami))
+        .route("/partner/v1/tenants", get(tenants_page))
+        .route("/organization/v1/tenants", get(tenants_page))
+        .route("/xdr-query/v1/queries/runs", post(create_run))
+        .route("/xdr-query/v1/queries/runs/{id}", get(run_status))
+        .route("/xdr-query/v1/queries/runs/{id}/results", get(run_results))
+        .route("/_sim/rows", get(all_rows))
+        .route("/_sim/stats", get(stats))
+        .with_state(Arc::new(Mutex::new(sim)));
+    println!("{base}");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    axum::serve(listener, app).await
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        Json(json!({ "error": status.canonical_reason(), "message": message })),
+    )
+        .into_response()
+}
+
+/// Common checks of an API call: delay, injected faults, bearer token.
+async fn gate(state: &Shared, headers: &HeaderMap) -> Result<(), Response> {
+    let slow = state.lock().map(|s| s.args.slow_ms).unwrap_or(0);
+    if slow > 0 {
+        tokio::time::sleep(Duration::from_millis(slow)).await;
+    }
+    let mut s = state
+        .lock()
+        .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "poisoned"))?;
+    *s.stats.entry("requests").or_default() += 1;
+    let (throttle, fail) = (s.args.throttle_rate, s.args.fail_rate);
+    if s.rng.unit() < throttle {
+        *s.stats.entry("429").or_default() += 1;
+        let mut r = error(StatusCode::TOO_MANY_REQUESTS, "Too many requests");
+        r.headers_mut()
+            .insert("Retry-After", "1".parse().expect("a header value"));
+        return Err(r);
+    }
+    if s.rng.unit() < fail {
+        let status = if s.rng.below(2) == 0 {
+            StatusCode::INTERNAL_SERVER_ERROR
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        *s.stats.entry("5xx").or_default() += 1;
+        return Err(error(status, "injected failure"));
+    }
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match token.and_then(|t| s.tokens.get(t)) {
+        Some(&expiry) if expiry > now_ms() => Ok(()),
+        Some(_) => {
+            *s.stats.entry("401_expired").or_default() += 1;
+            Err(error(StatusCode::UNAUTHORIZED, "token expired"))
+        }
+        None => {
+            *s.stats.entry("401").or_default() += 1;
+            Err(error(StatusCode::UNAUTHORIZED, "unauthorized"))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenForm {
+    grant_type: String,
+    client_id: String,
+    client_secret: String,
+    scope: Option<String>,
+}
+
+async fn token(State(state): State<Shared>, Form(form): Form<TokenForm>) -> Response {
+    let mut s = state.lock().expect("sim state");
+    *s.stats.entry("tokens").or_default() += 1;
+    if form.grant_type != "client_credentials" || form.scope.as_deref() != Some("token") {
+        return error(StatusCode::BAD_REQUEST, "unsupported grant");
+    }
+    if form.client_id != s.args.client_id || form.client_secret != s.args.client_secret {
+        return (StatusCode::UNAUTHORIZED, Json(json!({ "errorCode": "customer.validation", "message": "Invalid client credentials" }))).into_response();
+    }
+    s.next_id += 1;
+    let nonce = s.rng.next();
+    let token = format!("tok-{}-{nonce:x}", s.next_id);
+    let ttl = s.args.token_ttl;
+    s.tokens.insert(token.clone(), now_ms() + ttl as i64 * 1000);
+    let announced = s.args.announced_ttl.unwrap_or(ttl);
+    Json(json!({ "access_token": token, "errorCode": "success", "expires_in": announced, "message": "OK", "token_type": "bearer", "trackingId": "sim" })).into_response()
+}
+
+async fn whoami(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    if let Err(r) = gate(&state, &headers).await {
+        return r;
+    }
+    let s = state.lock().expect("sim state");
+    let id = match s.args.kind.as_str() {
+        "tenant" => s.tenants[0].clone(),
+        _ => format!("{}-{}", s.args.kind, s.args.seed),
+    };
+    let mut hosts = json!({ "global": s.base });
+    if s.args.kind == "tenant" {
+        hosts["dataRegion"] = json!(s.base);
+    }
+    Json(json!({ "id": id, "idType": s.args.kind, "apiHosts": hosts })).into_response()
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    page: Option<usize>,
+    #[serde(rename = "pageSize")]
+    page_size: Option<usize>,
+}
+
+async fn tenants_page(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    if let Err(r) = gate(&state, &headers).await {
+        return r;
+    }
+    let s = state.lock().expect("sim state");
+    let header = if s.args.kind == "partner" {
+        "x-partner-id"
+    } else {
+        "x-organization-id"
+    };
+    if headers.get(header).and_then(|v| v.to_str().ok())
+        != Some(&format!("{}-{}", s.args.kind, s.args.seed))
+    {
+        return error(
+            StatusCode::FORBIDDEN,
+            "missing or wrong partner/organization id",
+        );
+    }
+    let size = q
+        .page_size
+        .unwrap_or(100)
+        .min(s.args.tenant_page_size)
+        .max(1);
+    let page = q.page.unwrap_or(1).max(1);
+    let total = s.tenants.len().div_ceil(size);
+    let items: Vec<Value> = s
+        .tenants
+        .iter()
+        .enumerate()
+        .skip((page - 1) * size)
+        .take(size)
+        .map(|(i, id)| json!({ "id": id, "name": format!("Tenant {i}"), "dataRegion": "eu01", "dataGeography": "EU", "apiHost": s.base, "status": "active" }))
+        .collect();
+    Json(json!({ "pages": { "current": page, "size": size, "total": total, "items": s.tenants.len(), "maxSize": 100 }, "items": items })).into_response()
+}
+
+#[derive(Deserialize)]
+struct RunRequest {
+    #[serde(rename = "adHocQuery")]
+    ad_hoc_query: Value,
+    from: String,
+    to: String,
+}
+
+fn tenant_index(s: &Sim, headers: &HeaderMap) -> Option<usize> {
+    let id = headers.get("x-tenant-id")?.to_str().ok()?;
+    s.tenants.iter().position(|t| t == id)
+}
+
+async fn create_run(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Json(req): Json<RunRequest>,
+) -> Response {
+    if let Err(r) = gate(&state, &headers).await {
+        return r;
+    }
+    let mut s = state.lock().expect("sim state");
+    let Some(tenant) = tenant_index(&s, &headers) else {
+        return error(StatusCode::BAD_REQUEST, "missing or unknown X-Tenant-ID");
+    };
+    if req
+        .ad_hoc_query
+        .get("template")
+        .and_then(Value::as_str)
+        .is_none()
+    {
+        return error(StatusCode::BAD_REQUEST, "adHocQuery.template is required");
+    }
+    let parse = |t: &str| t.parse::<jiff::Timestamp>().map(|t| t.as_millisecond());
+    let (Ok(from), Ok(to)) = (parse(&req.from), parse(&req.to)) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "from and to must be RFC 3339 times",
+        );
+    };
+    let now = now_ms();
+    let items: Vec<String> = s.rows[tenant]
+        .iter()
+        .filter(|r| r.time_ms >= from && r.time_ms < to && r.visible_ms <= now)
+        .map(|r| r.text.clone())
+        .collect();
+    s.next_id += 1;
+    let id = format!("run-{:06}", s.next_id);
+    let failed = s.args.failing_tenant == Some(tenant);
+    *s.stats.entry("runs").or_default() += 1;
+    s.runs.insert(
+        id.clone(),
+        Run {
+            tenant,
+            polls: 0,
+            failed,
+            items,
+        },
+    );
+    (StatusCode::CREATED, Json(json!({ "id": id, "status": "pending", "result": "notAvailable", "createdAt": iso(now) }))).into_response()
+}
+
+async fn run_status(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = gate(&state, &headers).await {
+        return r;
+    }
+    let mut s = state.lock().expect("sim state");
+    let tenant = tenant_index(&s, &headers);
+    let needed = s.args.run_polls;
+    let Some(run) = s.runs.get_mut(&id).filter(|r| Some(r.tenant) == tenant) else {
+        return error(StatusCode::NOT_FOUND, "no such run");
+    };
+    run.polls += 1;
+    let (status, result) = match run.polls {
+        p if p >= needed && run.failed => ("finished", "failed"),
+        p if p >= needed => ("finished", "succeeded"),
+        1 => ("pending", "notAvailable"),
+        _ => ("started", "notAvailable"),
+    };
+    Json(json!({ "id": id, "status": status, "result": result })).into_response()
+}
+
+#[derive(Deserialize)]
+struct ResultsQuery {
+    #[serde(rename = "pageSize")]
+    page_size: Option<usize>,
+    #[serde(rename = "pageFromKey")]
+    page_from_key: Option<String>,
+}
+
+async fn run_results(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<ResultsQuery>,
+) -> Response {
+    if let Err(r) = gate(&state, &headers).await {
+        return r;
+    }
+    let s = state.lock().expect("sim state");
+    let tenant = tenant_index(&s, &headers);
+    let Some(run) = s.runs.get(&id).filter(|r| Some(r.tenant) == tenant) else {
+        return error(StatusCode::NOT_FOUND, "no such run");
+    };
+    if run.polls < s.args.run_polls {
+        return error(StatusCode::CONFLICT, "run not finished");
+    }
+    let size = q.page_size.unwrap_or(50).clamp(1, 2000);
+    let start: usize = match q.page_from_key.as_deref().map(str::parse) {
+        None => 0,
+        Some(Ok(k)) => k,
+        Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "bad pageFromKey"),
+    };
+    let page: Vec<Value> = run
+        .items
+        .iter()
+        .skip(start)
+        .take(size)
+        .map(|t| serde_json::from_str(t).unwrap_or(Value::Null))
+        .collect();
+    let mut pages = json!({ "fromKey": start.to_string(), "size": page.len(), "maxSize": 2000 });
+    if start + size < run.items.len() {
+        pages["nextKey"] = json!((start + size).to_string());
+    }
+    Json(json!({ "pages": pages, "items": page })).into_response()
+}
+
+async fn all_rows(State(state): State<Shared>) -> Response {
+    let s = state.lock().expect("sim state");
+    let rows: Vec<&str> = s.rows.iter().flatten().map(|r| r.text.as_str()).collect();
+    Json(json!({ "rows": rows, "last_visible_ms": s.rows.iter().flatten().map(|r| r.visible_ms).max() })).into_response()
+}
+
+async fn stats(State(state): State<Shared>) -> Response {
+    let s = state.lock().expect("sim state");
+    Json(json!(s.stats)).into_response()
+}

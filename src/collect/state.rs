@@ -208,7 +208,7 @@ mod tests {
         assert_eq!(s.checkpoint("t1").unwrap(), None);
         let id = s.begin_delivery("t1", "0\tout").unwrap();
         assert_eq!(s.pending().unwrap(), vec![(id, "0\tout".to_string())]);
-        s.commit_delivery(Some(id), "t1", &[("k1".into(), 5_000)], 10_000, 1_000)
+        s.commit_delivery(Some(id), "t1", &[("k1".into(), 10_000)], 10_000, 1_000)
             .unwrap();
         assert!(s.pending().unwrap().is_empty());
         assert_eq!(s.checkpoint("t1").unwrap(), Some(10_000));

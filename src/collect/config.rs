@@ -179,9 +179,34 @@ impl Default for LimitsSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputSection {
-    /// `file` or `stdout`.
+    /// `file`, `stdout` or `elasticsearch` (Elasticsearch or OpenSearch).
     #[serde(rename = "type")]
     pub kind: String,
+    /// For `elasticsearch`: `https://host:9200/INDEX`.
+    pub url: Option<String>,
+    /// For `elasticsearch`: an environment variable holding an API key.
+    pub api_key_env: Option<String>,
+    /// For `elasticsearch`: a basic-auth user…
+    pub username: Option<String>,
+    /// …and an environment variable holding its password.
+    pub password_env: Option<String>,
+    /// For `elasticsearch`: a PEM file of CA certificates to trust.
+    pub ca_file: Option<PathBuf>,
+    /// For `elasticsearch`: gzip bulk requests.
+    #[serde(default)]
+    pub gzip: bool,
+    /// For `elasticsearch`: install the profile's index template at start-up.
+    #[serde(default)]
+    pub install_template: bool,
+    /// For `elasticsearch`, with `install_template`: make the index a data stream.
+    #[serde(default)]
+    pub data_stream: bool,
+    /// For `elasticsearch`: documents per bulk request (default 1000).
+    pub batch_docs: Option<usize>,
+    /// For `elasticsearch`: bytes per bulk request (default 5 MiB).
+    pub batch_bytes: Option<usize>,
+    /// For `elasticsearch`: the dead-letter file (default `state_dir/dead-letter.ndjson`).
+    pub dead_letter: Option<PathBuf>,
     /// The file (for `file`).
     pub path: Option<PathBuf>,
     /// Rotate the file at this size.
@@ -242,11 +267,16 @@ impl CollectConfig {
                 "query.page_size is 1 to 2000, and query.max_window_secs at least 1".into(),
             ));
         }
-        if !matches!(file.output.kind.as_str(), "file" | "stdout")
-            || (file.output.kind == "file" && file.output.path.is_none())
-        {
+        let o = &file.output;
+        let complete = match o.kind.as_str() {
+            "file" => o.path.is_some(),
+            "stdout" => true,
+            "elasticsearch" => o.url.is_some(),
+            _ => false,
+        };
+        if !complete {
             return Err(CollectError::Config(
-                "output.type is \"file\" (with output.path) or \"stdout\"".into(),
+                "output.type is \"file\" (with output.path), \"stdout\", or \"elasticsearch\" (with output.url)".into(),
             ));
         }
         if crate::mapping::Profile::by_name(&file.profile).is_none() {
@@ -273,6 +303,48 @@ impl CollectConfig {
     /// The overlap between windows.
     pub fn overlap(&self) -> Duration {
         Duration::from_secs(self.file.query.overlap_secs)
+    }
+
+    /// The Elasticsearch/OpenSearch sink settings, for `type = "elasticsearch"`.
+    pub fn elasticsearch(&self) -> Result<crate::sinks::EsConfig, CollectError> {
+        let o = &self.file.output;
+        let profile = crate::mapping::Profile::by_name(&self.file.profile)
+            .unwrap_or_else(crate::mapping::Profile::documented);
+        let mut es =
+            crate::sinks::EsConfig::from_url(o.url.as_deref().unwrap_or_default(), profile)
+                .map_err(CollectError::Config)?;
+        let env = |var: &Option<String>, what: &str| -> Result<Option<String>, CollectError> {
+            var.as_ref()
+                .map(|v| {
+                    std::env::var(v).map_err(|_| {
+                        CollectError::Config(format!(
+                            "the environment variable {v} ({what}) is not set"
+                        ))
+                    })
+                })
+                .transpose()
+        };
+        es.api_key = env(&o.api_key_env, "output.api_key_env")?;
+        if let Some(user) = &o.username {
+            let password = env(&o.password_env, "output.password_env")?.unwrap_or_default();
+            es.basic = Some((user.clone(), password));
+        }
+        es.ca_file = o.ca_file.clone();
+        es.gzip = o.gzip;
+        es.batch_docs = o.batch_docs.unwrap_or(es.batch_docs).max(1);
+        es.batch_bytes = o.batch_bytes.unwrap_or(es.batch_bytes).max(1);
+        es.dead_letter = o
+            .dead_letter
+            .clone()
+            .unwrap_or_else(|| self.file.state_dir.join("dead-letter.ndjson"));
+        es.install_template = o
+            .install_template
+            .then(|| crate::catalogue::TemplateOptions {
+                index_patterns: vec![es.index.clone()],
+                data_stream: o.data_stream,
+                ..Default::default()
+            });
+        Ok(es)
     }
 }
 

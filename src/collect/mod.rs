@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 
 use crate::mapping::Profile;
 use crate::normalizer::{LineOutcome, Normalizer};
-use crate::sinks::{FileSink, Rotation, Sink, StdoutSink};
+use crate::sinks::{EsSink, FileSink, Rotation, Sink, StdoutSink};
 use client::{Client, Principal, Tenant};
 use config::CollectConfig;
 use state::State;
@@ -119,6 +119,7 @@ impl Collector {
         let o = &config.file.output;
         let mut sink: Box<dyn Sink> = match o.kind.as_str() {
             "stdout" => Box::new(StdoutSink),
+            "elasticsearch" => Box::new(EsSink::open(config.elasticsearch()?)?),
             _ => {
                 let rotation = Rotation {
                     max_bytes: o.rotate_bytes,
@@ -239,7 +240,8 @@ impl Collector {
             let from = from.max(oldest);
             let to = (base + max_window).min(now);
             let rows = self.client.query(tenant, &sql, from, to, q).await?;
-            let s = self.deliver(tenant, &rows, to)?;
+            // Delivery blocks (file sync, HTTP with retries): off the async workers.
+            let s = tokio::task::block_in_place(|| self.deliver(tenant, &rows, to))?;
             tracing::info!(tenant = %tenant.id, from = %from, to = %to, rows = s.rows, duplicates = s.duplicates, delivered = s.delivered, rejected = s.rejected, "window delivered");
             total.rows += s.rows;
             total.duplicates += s.duplicates;
@@ -265,6 +267,8 @@ impl Collector {
         let mut keys: Vec<(String, i64)> = Vec::new();
         let mut in_window = HashSet::new();
         let mut out = Vec::new();
+        // A stable id per delivered document: the tenant and the row's key.
+        let mut ids: Vec<String> = Vec::new();
         let mut warnings = self.normalizer.new_warnings();
         {
             let state = lock(&self.state);
@@ -278,7 +282,10 @@ impl Collector {
                     .normalizer
                     .normalize_line(row.get().as_bytes(), &mut out, &mut warnings)
                 {
-                    LineOutcome::Normalized => s.delivered += 1,
+                    LineOutcome::Normalized => {
+                        s.delivered += 1;
+                        ids.push(format!("{}:{key}", tenant.id));
+                    }
                     LineOutcome::Blank => {}
                     LineOutcome::Rejected(reason) => {
                         s.rejected += 1;
@@ -299,7 +306,7 @@ impl Collector {
         } else {
             let mark = sink.mark()?;
             let id = lock(&self.state).begin_delivery(&tenant.id, &mark)?;
-            sink.deliver(&out)?;
+            sink.deliver(&out, Some(&ids))?;
             crash_point();
             Some(id)
         };

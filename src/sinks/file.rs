@@ -98,7 +98,7 @@ impl Sink for FileSink {
         Ok(format!("{}\t{}", self.len, self.path.display()))
     }
 
-    fn deliver(&mut self, ndjson: &[u8]) -> Result<(), Error> {
+    fn deliver(&mut self, ndjson: &[u8], _ids: Option<&[String]>) -> Result<(), Error> {
         self.file
             .write_all(ndjson)
             .and_then(|()| self.file.sync_data())
@@ -158,11 +158,11 @@ mod tests {
     fn repair_truncates_to_the_mark() {
         let dir = tempfile::tempdir().unwrap();
         let mut sink = FileSink::open(dir.path().join("out.ndjson"), Rotation::default()).unwrap();
-        sink.deliver(b"{\"a\":1}\n").unwrap();
+        sink.deliver(b"{\"a\":1}\n", None).unwrap();
         let mark = sink.mark().unwrap();
-        sink.deliver(b"{\"b\":2}\n{\"c\":").unwrap();
+        sink.deliver(b"{\"b\":2}\n{\"c\":", None).unwrap();
         sink.repair(&mark).unwrap();
-        sink.deliver(b"{\"d\":4}\n").unwrap();
+        sink.deliver(b"{\"d\":4}\n", None).unwrap();
         assert_eq!(
             std::fs::read_to_string(sink.path()).unwrap(),
             "{\"a\":1}\n{\"d\":4}\n"
@@ -180,9 +180,9 @@ mod tests {
             },
         )
         .unwrap();
-        sink.deliver(b"{\"a\":12345}\n").unwrap();
+        sink.deliver(b"{\"a\":12345}\n", None).unwrap();
         sink.committed().unwrap();
-        sink.deliver(b"{\"b\":2}\n").unwrap();
+        sink.deliver(b"{\"b\":2}\n", None).unwrap();
         let mut names: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

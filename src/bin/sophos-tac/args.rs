@@ -49,9 +49,35 @@ pub struct CollectArgs {
 pub struct NormalizeArgs {
     /// Input files (NDJSON, gzip recognised by content); `-` or none reads stdin.
     pub files: Vec<PathBuf>,
-    /// Write documents to this file instead of stdout.
+    /// Write documents to this file instead of stdout, or send them to an
+    /// Elasticsearch/OpenSearch index: `https://host:9200/INDEX` (credentials from
+    /// SOPHOS_TAC_ES_API_KEY, or SOPHOS_TAC_ES_USER and SOPHOS_TAC_ES_PASSWORD).
     #[arg(short, long, value_name = "OUT")]
-    pub output: Option<PathBuf>,
+    pub output: Option<String>,
+    /// With an Elasticsearch/OpenSearch output: where refused documents go.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "sophos-tac-dead-letter.ndjson"
+    )]
+    pub dead_letter: PathBuf,
+    /// With an Elasticsearch/OpenSearch output: install the profile's index template
+    /// (named after the index, for exactly that index) before sending.
+    #[arg(long)]
+    pub install_template: bool,
+    /// With an Elasticsearch/OpenSearch output: trust the CA certificates of this PEM file.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// With an Elasticsearch/OpenSearch output: gzip the bulk requests.
+    #[arg(long)]
+    pub gzip: bool,
+    /// With an Elasticsearch/OpenSearch output: documents per bulk request.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub batch_docs: usize,
+    /// With an Elasticsearch/OpenSearch output: retries of a failing request before
+    /// giving up (exponential backoff with jitter, up to 30 s apart).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub retries: u32,
     /// Write rejected lines to this file as NDJSON (file, line, offset, reason, text)
     /// instead of reporting each on stderr.
     #[arg(long, value_name = "FILE")]
@@ -124,6 +150,8 @@ pub enum Target {
     Stdout,
     /// A file, created or truncated.
     File(PathBuf),
+    /// An Elasticsearch/OpenSearch index.
+    Elasticsearch(Box<sophos_tac::sinks::EsConfig>),
 }
 
 /// A resolved `normalize` run.
@@ -204,11 +232,35 @@ impl Args {
                 if inputs.is_empty() {
                     inputs.push(Input::Stdin);
                 }
+                let profile = profile(&a.profile)?;
+                let output = match a.output {
+                    None => Target::Stdout,
+                    Some(o) if o.starts_with("http://") || o.starts_with("https://") => {
+                        let mut es = sophos_tac::sinks::EsConfig::from_url(&o, profile.clone())
+                            .map_err(anyhow::Error::msg)?;
+                        es.api_key = std::env::var("SOPHOS_TAC_ES_API_KEY").ok();
+                        es.basic = std::env::var("SOPHOS_TAC_ES_USER")
+                            .ok()
+                            .zip(std::env::var("SOPHOS_TAC_ES_PASSWORD").ok());
+                        es.ca_file = a.ca_file;
+                        es.gzip = a.gzip;
+                        es.batch_docs = a.batch_docs.max(1);
+                        es.max_retries = a.retries;
+                        es.dead_letter = a.dead_letter;
+                        es.install_template =
+                            a.install_template
+                                .then(|| sophos_tac::catalogue::TemplateOptions {
+                                    index_patterns: vec![es.index.clone()],
+                                    ..Default::default()
+                                });
+                        Target::Elasticsearch(Box::new(es))
+                    }
+                    Some(o) => Target::File(PathBuf::from(o)),
+                };
                 Config::Normalize(NormalizeConfig {
-                    normalizer: Normalizer::new(profile(&a.profile)?)
-                        .with_max_line_bytes(a.max_line_bytes),
+                    normalizer: Normalizer::new(profile).with_max_line_bytes(a.max_line_bytes),
                     inputs,
-                    output: a.output.map_or(Target::Stdout, Target::File),
+                    output,
                     rejects: a.rejects,
                     options,
                     quiet: a.quiet,

@@ -1,12 +1,15 @@
 //! `sophos-tac normalize`: files or stdin in, NDJSON out, rejects kept.
 
+use std::cell::RefCell;
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
+use std::rc::Rc;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use sophos_tac::Error;
 use sophos_tac::pipeline::{self, Observer, Reject, RejectsWriter, Summary};
+use sophos_tac::sinks::{EsSink, SinkWriter};
 
 use crate::args::{NormalizeConfig, ProgressMode, Target};
 use crate::{EXIT_ERROR, EXIT_OK, EXIT_REJECTS};
@@ -153,9 +156,19 @@ pub fn run(c: NormalizeConfig) -> anyhow::Result<u8> {
         rejects,
         progress: progress_for(&c),
     };
+    let mut es_writer = None;
     let (mut out, out_name): (Box<dyn Write>, String) = match &c.output {
         Target::Stdout => (Box::new(stdout_file()), "<stdout>".to_string()),
         Target::File(p) => (Box::new(create(p)?), p.display().to_string()),
+        Target::Elasticsearch(es) => {
+            let name = format!("{}/{}", es.url, es.index);
+            let writer = Rc::new(RefCell::new(SinkWriter::new(
+                EsSink::open((**es).clone())?,
+                es.batch_bytes,
+            )));
+            es_writer = Some(Rc::clone(&writer));
+            (Box::new(Shared(writer)), name)
+        }
     };
     let summary = pipeline::run(
         &c.normalizer,
@@ -165,6 +178,21 @@ pub fn run(c: NormalizeConfig) -> anyhow::Result<u8> {
         &mut report,
         &c.options,
     )?;
+    let mut refused = 0;
+    if let (Some(w), Target::Elasticsearch(es)) = (es_writer, &c.output) {
+        let stats = w.borrow().sink().stats().clone();
+        refused = stats.dead_lettered;
+        if !c.quiet || stats.dead_lettered > 0 {
+            eprintln!(
+                "sophos-tac: {out_name}: {} delivered ({} already there), {} refused (kept in {}), {} retries",
+                stats.delivered,
+                stats.already_there,
+                stats.dead_lettered,
+                es.dead_letter.display(),
+                stats.retries
+            );
+        }
+    }
     if let Some(w) = &mut report.rejects {
         w.flush()?;
     }
@@ -176,11 +204,24 @@ pub fn run(c: NormalizeConfig) -> anyhow::Result<u8> {
     }
     Ok(if summary.input_errors > 0 {
         EXIT_ERROR
-    } else if summary.rejected > 0 {
+    } else if summary.rejected > 0 || refused > 0 {
         EXIT_REJECTS
     } else {
         EXIT_OK
     })
+}
+
+/// A shared writer, so that the sink's counts can be read after the run.
+struct Shared<W: Write>(Rc<RefCell<W>>);
+
+impl<W: Write> Write for Shared<W> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.borrow_mut().write(data)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.borrow_mut().flush()
+    }
 }
 
 /// Standard output without Rust's line buffering: the pipeline writes whole blocks.

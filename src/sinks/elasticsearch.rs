@@ -1,0 +1,534 @@
+//! The Elasticsearch / OpenSearch sink: `_bulk` over HTTP(S).
+//!
+//! Split by role, as Vector's sinks are: [`EsConfig`] (the settings), [`bulk_body`]
+//! (the request builder), [`EsService`] (the HTTP call), [`classify`] (the retry
+//! policy) and [`EsSink`] (the sink loop).
+//!
+//! Documents go in with the `create` action and a deterministic `_id` (the tenant and
+//! the row's `record_identifier`, or a SHA-256 of the row), so re-delivery is
+//! idempotent: a per-item 409 counts as already delivered. Every item of every bulk
+//! response is looked at: 429 and 5xx items are retried (only those), with exponential
+//! backoff and jitter, and so are whole requests that fail with 429, 5xx, a connection
+//! error or a timeout; any other item error (a mapping or parse error, 400) is
+//! permanent and goes to the dead-letter file, with the document and the server's
+//! reason. Batches are limited by count and bytes; bodies can be gzip-compressed.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::catalogue::{TemplateOptions, index_template};
+use crate::error::Error;
+use crate::mapping::Profile;
+use crate::sinks::Sink;
+
+/// Settings of the sink.
+#[derive(Debug, Clone)]
+pub struct EsConfig {
+    /// Base URL, e.g. `https://localhost:9200` (no index).
+    pub url: String,
+    /// The index (or data stream) documents go to.
+    pub index: String,
+    /// `Authorization: ApiKey …` (the encoded key).
+    pub api_key: Option<String>,
+    /// Basic auth user and password.
+    pub basic: Option<(String, String)>,
+    /// A PEM file of CA certificates to trust instead of the platform's.
+    pub ca_file: Option<PathBuf>,
+    /// Gzip request bodies.
+    pub gzip: bool,
+    /// At most this many documents per bulk request.
+    pub batch_docs: usize,
+    /// At most this many bytes per bulk request (one document larger still goes).
+    pub batch_bytes: usize,
+    /// Retries of a failing request or item before giving up on the batch.
+    pub max_retries: u32,
+    /// Where permanently refused documents go (NDJSON).
+    pub dead_letter: PathBuf,
+    /// Install the profile's index template at start-up.
+    pub install_template: Option<TemplateOptions>,
+    /// The profile (for the template).
+    pub profile: Profile,
+}
+
+impl EsConfig {
+    /// Splits `https://host:9200/index` into the base URL and the index.
+    pub fn from_url(url: &str, profile: Profile) -> Result<EsConfig, String> {
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| format!("{url}: not an http(s) URL"))?;
+        if scheme != "http" && scheme != "https" {
+            return Err(format!("{url}: the scheme must be http or https"));
+        }
+        let (host, index) = rest
+            .split_once('/')
+            .ok_or_else(|| format!("{url}: name the index, as in https://host:9200/sophos-tac"))?;
+        let index = index.trim_end_matches('/');
+        if host.is_empty() || index.is_empty() || index.contains('/') {
+            return Err(format!(
+                "{url}: name the index, as in https://host:9200/sophos-tac"
+            ));
+        }
+        Ok(EsConfig {
+            url: format!("{scheme}://{host}"),
+            index: index.to_string(),
+            api_key: None,
+            basic: None,
+            ca_file: None,
+            gzip: false,
+            batch_docs: 1000,
+            batch_bytes: 5 * 1024 * 1024,
+            max_retries: 10,
+            dead_letter: PathBuf::from("sophos-tac-dead-letter.ndjson"),
+            install_template: None,
+            profile,
+        })
+    }
+}
+
+/// One document waiting for delivery.
+#[derive(Debug, Clone)]
+struct Doc {
+    id: String,
+    json: Vec<u8>,
+}
+
+/// The request builder: an NDJSON `_bulk` body of `create` actions.
+pub fn bulk_body(index: &str, docs: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(docs.iter().map(|(_, d)| d.len() + 80).sum());
+    for (id, doc) in docs {
+        let action = json!({ "create": { "_index": index, "_id": id } });
+        body.extend_from_slice(action.to_string().as_bytes());
+        body.push(b'\n');
+        body.extend_from_slice(doc.strip_suffix(b"\n").unwrap_or(doc));
+        body.push(b'\n');
+    }
+    body
+}
+
+/// What the retry policy decides for one item or one whole request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Delivered (2xx), or already there (409 on `create`).
+    Delivered,
+    /// Worth retrying: 429, 5xx, connection errors, timeouts.
+    Retry(String),
+    /// Refused for good: to the dead-letter file with this reason.
+    Permanent(String),
+}
+
+/// The retry policy for an HTTP status (of a request or of a bulk item).
+pub fn classify(status: u16, reason: &str) -> Verdict {
+    match status {
+        200..=299 | 409 => Verdict::Delivered,
+        429 | 500..=599 => Verdict::Retry(format!("HTTP {status}: {reason}")),
+        _ => Verdict::Permanent(format!("HTTP {status}: {reason}")),
+    }
+}
+
+/// The HTTP side: one agent, with the configured TLS and authentication.
+#[derive(Debug)]
+pub struct EsService {
+    agent: ureq::Agent,
+    auth: Option<String>,
+    gzip: bool,
+}
+
+/// The answer to one request: status and body, or a transport error.
+type Answer = Result<(u16, String), String>;
+
+impl EsService {
+    /// Builds the agent (TLS verified; a CA file replaces the platform's roots).
+    pub fn new(cfg: &EsConfig) -> Result<EsService, String> {
+        use ureq::tls::{PemItem, RootCerts, TlsConfig};
+        let mut tls = TlsConfig::builder();
+        if let Some(ca) = &cfg.ca_file {
+            let pem = std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
+            let certs: Vec<_> = ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(PemItem::Certificate(c)) => Some(c),
+                    _ => None,
+                })
+                .collect();
+            if certs.is_empty() {
+                return Err(format!("{}: no PEM certificate", ca.display()));
+            }
+            tls = tls.root_certs(RootCerts::new_with_certs(&certs));
+        }
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .tls_config(tls.build())
+            .build()
+            .into();
+        let auth = match (&cfg.api_key, &cfg.basic) {
+            (Some(key), _) => Some(format!("ApiKey {key}")),
+            (None, Some((user, pass))) => {
+                use base64::Engine;
+                Some(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+                ))
+            }
+            _ => None,
+        };
+        Ok(EsService {
+            agent,
+            auth,
+            gzip: cfg.gzip,
+        })
+    }
+
+    /// Sends one request; the body is gzip-compressed when configured.
+    pub fn send(&self, method: &str, url: &str, content_type: &str, body: &[u8]) -> Answer {
+        let mut req = ureq::http::Request::builder()
+            .method(method)
+            .uri(url)
+            .header("Content-Type", content_type);
+        if let Some(a) = &self.auth {
+            req = req.header("Authorization", a);
+        }
+        let body = if self.gzip {
+            req = req.header("Content-Encoding", "gzip");
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            enc.write_all(body)
+                .and_then(|()| enc.finish())
+                .map_err(|e| e.to_string())?
+        } else {
+            body.to_vec()
+        };
+        let req = req.body(body).map_err(|e| e.to_string())?;
+        match self.agent.run(req) {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let text = resp.into_body().read_to_string().unwrap_or_default();
+                Ok((status, text))
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// Counts of what the sink did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EsStats {
+    /// Documents the target now holds from us (created, or already there).
+    pub delivered: u64,
+    /// Of those, documents that were already there (409).
+    pub already_there: u64,
+    /// Documents refused for good, in the dead-letter file.
+    pub dead_lettered: u64,
+    /// Retries (requests and items).
+    pub retries: u64,
+}
+
+/// The sink loop.
+#[derive(Debug)]
+pub struct EsSink {
+    cfg: EsConfig,
+    service: EsService,
+    dead_letter: Option<File>,
+    stats: EsStats,
+    jitter: u64,
+}
+
+impl EsSink {
+    /// Connects (lazily) and, when asked, installs the index template.
+    pub fn open(cfg: EsConfig) -> Result<EsSink, Error> {
+        let service = EsService::new(&cfg).map_err(|e| Error::Write {
+            path: cfg.url.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        let mut sink = EsSink {
+            service,
+            dead_letter: None,
+            stats: EsStats::default(),
+            jitter: 0x9E37_79B9_7F4A_7C15,
+            cfg,
+        };
+        if let Some(options) = sink.cfg.install_template.clone() {
+            sink.install_template(&options)?;
+        }
+        Ok(sink)
+    }
+
+    /// What the sink did so far.
+    pub fn stats(&self) -> &EsStats {
+        &self.stats
+    }
+
+    fn err(&self, msg: String) -> Error {
+        Error::Write {
+            path: format!("{}/{}", self.cfg.url, self.cfg.index),
+            source: std::io::Error::other(msg),
+        }
+    }
+
+    fn install_template(&mut self, options: &TemplateOptions) -> Result<(), Error> {
+        let template = index_template(&self.cfg.profile, options);
+        let url = format!("{}/_index_template/{}", self.cfg.url, self.cfg.index);
+        let body = template.to_string();
+        let mut attempt = 0;
+        loop {
+            match self
+                .service
+                .send("PUT", &url, "application/json", body.as_bytes())
+            {
+                Ok((s, _)) if (200..300).contains(&s) => return Ok(()),
+                Ok((s, text)) if matches!(classify(s, ""), Verdict::Permanent(_)) => {
+                    return Err(self.err(format!(
+                        "installing the index template: HTTP {s}: {}",
+                        excerpt(&text)
+                    )));
+                }
+                other if attempt >= self.cfg.max_retries => {
+                    return Err(self.err(format!("installing the index template: {other:?}")));
+                }
+                _ => self.sleep(attempt),
+            }
+            attempt += 1;
+        }
+    }
+
+    fn sleep(&mut self, attempt: u32) {
+        self.jitter ^= self.jitter << 13;
+        self.jitter ^= self.jitter >> 7;
+        self.jitter ^= self.jitter << 17;
+        let unit = (self.jitter >> 11) as f64 / (1u64 << 53) as f64;
+        let base = (0.1 * 2f64.powi(attempt.min(8) as i32)).min(30.0);
+        std::thread::sleep(Duration::from_secs_f64(base * (0.5 + unit)));
+        self.stats.retries += 1;
+    }
+
+    fn dead_letter(&mut self, doc: &Doc, reason: &Value) -> Result<(), Error> {
+        if self.dead_letter.is_none() {
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.cfg.dead_letter)
+                .map_err(|source| Error::Create {
+                    path: self.cfg.dead_letter.clone(),
+                    source,
+                })?;
+            self.dead_letter = Some(f);
+        }
+        let document: Value = serde_json::from_slice(&doc.json)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&doc.json).into_owned()));
+        let record = json!({ "index": self.cfg.index, "_id": doc.id, "reason": reason, "document": document });
+        let path = self.cfg.dead_letter.display().to_string();
+        let f = self.dead_letter.as_mut().ok_or_else(|| Error::Write {
+            path: path.clone(),
+            source: std::io::Error::other("closed"),
+        })?;
+        writeln!(f, "{record}")
+            .and_then(|()| f.sync_data())
+            .map_err(|source| Error::Write { path, source })?;
+        self.stats.dead_lettered += 1;
+        Ok(())
+    }
+
+    /// Delivers documents in bulk requests; returns once each is delivered or
+    /// dead-lettered, or fails (nothing acknowledged) after the retries.
+    fn deliver_docs(&mut self, docs: Vec<Doc>) -> Result<(), Error> {
+        let mut start = 0;
+        while start < docs.len() {
+            let mut end = start;
+            let mut bytes = 0;
+            while end < docs.len()
+                && end - start < self.cfg.batch_docs.max(1)
+                && (end == start || bytes + docs[end].json.len() <= self.cfg.batch_bytes)
+            {
+                bytes += docs[end].json.len();
+                end += 1;
+            }
+            self.deliver_batch(docs[start..end].to_vec())?;
+            start = end;
+        }
+        Ok(())
+    }
+
+    fn deliver_batch(&mut self, mut pending: Vec<Doc>) -> Result<(), Error> {
+        let url = format!("{}/_bulk", self.cfg.url);
+        let mut attempt = 0;
+        while !pending.is_empty() {
+            let refs: Vec<(&str, &[u8])> = pending
+                .iter()
+                .map(|d| (d.id.as_str(), d.json.as_slice()))
+                .collect();
+            let body = bulk_body(&self.cfg.index, &refs);
+            let answer = self
+                .service
+                .send("POST", &url, "application/x-ndjson", &body);
+            let retry_reason = match answer {
+                Err(transport) => transport,
+                Ok((status, text)) => match classify(status, &excerpt(&text)) {
+                    Verdict::Retry(r) => r,
+                    Verdict::Permanent(r) => {
+                        return Err(self.err(format!("bulk request refused: {r}")));
+                    }
+                    Verdict::Delivered => {
+                        let parsed: Value = serde_json::from_str(&text)
+                            .map_err(|e| self.err(format!("unreadable bulk response: {e}")))?;
+                        let items = parsed["items"].as_array().cloned().unwrap_or_default();
+                        if items.len() != pending.len() {
+                            return Err(self.err(format!(
+                                "bulk response has {} items for {} documents",
+                                items.len(),
+                                pending.len()
+                            )));
+                        }
+                        let mut again = Vec::new();
+                        for (doc, item) in pending.into_iter().zip(items) {
+                            let result = item
+                                .get("create")
+                                .or_else(|| item.as_object().and_then(|o| o.values().next()))
+                                .cloned()
+                                .unwrap_or(Value::Null);
+                            let status = result["status"].as_u64().unwrap_or(0) as u16;
+                            let error = result.get("error").cloned().unwrap_or(Value::Null);
+                            match classify(status, &error.to_string()) {
+                                Verdict::Delivered => {
+                                    self.stats.delivered += 1;
+                                    if status == 409 {
+                                        self.stats.already_there += 1;
+                                    }
+                                }
+                                Verdict::Retry(_) => again.push(doc),
+                                Verdict::Permanent(_) => self.dead_letter(
+                                    &doc,
+                                    &json!({ "status": status, "error": error }),
+                                )?,
+                            }
+                        }
+                        pending = again;
+                        if pending.is_empty() {
+                            return Ok(());
+                        }
+                        format!("{} items to retry", pending.len())
+                    }
+                },
+            };
+            if attempt >= self.cfg.max_retries {
+                return Err(self.err(format!("giving up after {attempt} retries: {retry_reason}")));
+            }
+            tracing::warn!(url = %url, reason = %retry_reason, attempt, "bulk retry");
+            self.sleep(attempt);
+            attempt += 1;
+        }
+        Ok(())
+    }
+}
+
+fn excerpt(s: &str) -> String {
+    s.chars().take(300).collect()
+}
+
+impl Sink for EsSink {
+    fn name(&self) -> String {
+        format!("{}/{}", self.cfg.url, self.cfg.index)
+    }
+
+    /// Nothing to record: re-delivery is idempotent (`create` with a fixed `_id`).
+    fn mark(&mut self) -> Result<String, Error> {
+        Ok(String::new())
+    }
+
+    fn deliver(&mut self, ndjson: &[u8], ids: Option<&[String]>) -> Result<(), Error> {
+        let lines: Vec<&[u8]> = ndjson
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
+        let docs = lines
+            .iter()
+            .enumerate()
+            .map(|(i, line)| Doc {
+                id: ids
+                    .and_then(|ids| ids.get(i).cloned())
+                    .unwrap_or_else(|| doc_id(line)),
+                json: line.to_vec(),
+            })
+            .collect();
+        self.deliver_docs(docs)
+    }
+
+    fn repair(&mut self, _mark: &str) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// The `_id` of a document without one given: the key of its row (from `message`).
+fn doc_id(doc: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Message<'a> {
+        #[serde(borrow)]
+        message: Option<std::borrow::Cow<'a, str>>,
+    }
+    let message = serde_json::from_slice::<Message>(doc)
+        .ok()
+        .and_then(|m| m.message);
+    let text = message
+        .as_deref()
+        .unwrap_or_else(|| std::str::from_utf8(doc).unwrap_or_default());
+    crate::collect::row_key(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bulk_body_is_create_actions_with_ids() {
+        let body = bulk_body("idx", &[("a", b"{\"x\":1}\n"), ("b\"c", b"{\"y\":2}")]);
+        let lines: Vec<Value> = String::from_utf8(body)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            lines,
+            vec![
+                json!({ "create": { "_index": "idx", "_id": "a" } }),
+                json!({ "x": 1 }),
+                json!({ "create": { "_index": "idx", "_id": "b\"c" } }),
+                json!({ "y": 2 }),
+            ]
+        );
+    }
+
+    #[test]
+    fn retry_policy() {
+        assert_eq!(classify(201, ""), Verdict::Delivered);
+        assert_eq!(classify(409, ""), Verdict::Delivered);
+        assert!(matches!(classify(429, ""), Verdict::Retry(_)));
+        assert!(matches!(classify(503, ""), Verdict::Retry(_)));
+        assert!(matches!(
+            classify(400, "mapper_parsing_exception"),
+            Verdict::Permanent(_)
+        ));
+        assert!(matches!(classify(404, ""), Verdict::Permanent(_)));
+    }
+
+    #[test]
+    fn urls_name_the_index() {
+        let c = EsConfig::from_url("https://es.example:9200/sophos-tac", Profile::documented())
+            .unwrap();
+        assert_eq!(
+            (c.url.as_str(), c.index.as_str()),
+            ("https://es.example:9200", "sophos-tac")
+        );
+        assert!(EsConfig::from_url("https://es.example:9200", Profile::documented()).is_err());
+        assert!(EsConfig::from_url("ftp://x/y", Profile::documented()).is_err());
+    }
+
+    #[test]
+    fn ids_come_from_the_row() {
+        assert_eq!(
+            doc_id(br#"{"message":"{\"record_identifier\":\"r1\"}"}"#),
+            "id:r1"
+        );
+        assert!(doc_id(br#"{"message":"{\"a\":1}"}"#).starts_with("sha256:"));
+    }
+}

@@ -107,21 +107,18 @@ struct Args {
     seed: u64,
 }
 
-struct Rng(u64);
+/// The seeded generator of rows and faults.
+struct Rng(fastrand::Rng);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.u64(..)
     }
     fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+        self.0.f64()
     }
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.0.u64(0..n.max(1))
     }
 }
 
@@ -242,7 +239,7 @@ async fn main() -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     let addr = listener.local_addr()?;
     let base = format!("http://{addr}");
-    let mut rng = Rng(args.seed);
+    let mut rng = Rng(fastrand::Rng::with_seed(args.seed));
     let n = if args.kind == "tenant" {
         1
     } else {

@@ -97,7 +97,6 @@ pub struct Client {
     token: Mutex<Option<(String, Instant)>>,
     limiter: Mutex<RateLimiter>,
     max_retries: u32,
-    jitter: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Deserialize)]
@@ -121,9 +120,6 @@ impl Client {
             (Duration::from_secs(3600), l.per_hour),
             (Duration::from_secs(86_400), l.per_day),
         ]);
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64);
         Ok(Client {
             http,
             auth_url: config.file.auth_url.clone(),
@@ -133,24 +129,12 @@ impl Client {
             token: Mutex::new(None),
             limiter: Mutex::new(limiter),
             max_retries: l.max_retries,
-            jitter: std::sync::atomic::AtomicU64::new(seed | 1),
         })
-    }
-
-    /// A random fraction in [0, 1) for jitter.
-    fn random(&self) -> f64 {
-        use std::sync::atomic::Ordering;
-        let mut x = self.jitter.load(Ordering::Relaxed);
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.jitter.store(x, Ordering::Relaxed);
-        (x >> 11) as f64 / (1u64 << 53) as f64
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
         let base = 0.5 * 2f64.powi(attempt.min(6) as i32);
-        Duration::from_secs_f64(base.min(30.0) * (0.5 + self.random()))
+        Duration::from_secs_f64(base.min(30.0) * (0.5 + fastrand::f64()))
     }
 
     async fn throttle(&self) {

@@ -232,7 +232,6 @@ pub struct EsSink {
     service: EsService,
     dead_letter: Option<File>,
     stats: EsStats,
-    jitter: u64,
 }
 
 impl EsSink {
@@ -246,7 +245,6 @@ impl EsSink {
             service,
             dead_letter: None,
             stats: EsStats::default(),
-            jitter: 0x9E37_79B9_7F4A_7C15,
             cfg,
         };
         if let Some(options) = sink.cfg.install_template.clone() {
@@ -294,10 +292,7 @@ impl EsSink {
     }
 
     fn sleep(&mut self, attempt: u32) {
-        self.jitter ^= self.jitter << 13;
-        self.jitter ^= self.jitter >> 7;
-        self.jitter ^= self.jitter << 17;
-        let unit = (self.jitter >> 11) as f64 / (1u64 << 53) as f64;
+        let unit = fastrand::f64();
         let base = (0.1 * 2f64.powi(attempt.min(8) as i32)).min(30.0);
         std::thread::sleep(Duration::from_secs_f64(base * (0.5 + unit)));
         self.stats.retries += 1;

@@ -196,8 +196,14 @@ impl Collector {
         }
         let mut summary = PassSummary::default();
         while let Some(joined) = tasks.join_next().await {
-            let Ok((tenant, result)) = joined else {
-                continue;
+            let (tenant, result) = match joined {
+                Ok(done) => done,
+                Err(e) => {
+                    // A task that panicked: count it; its tenant is retried next pass.
+                    summary.tenants_failed += 1;
+                    tracing::error!(error = %e, "a tenant task failed");
+                    continue;
+                }
             };
             match result {
                 Ok(s) => {

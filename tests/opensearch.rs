@@ -483,12 +483,18 @@ fn credentials_never_reach_the_output() {
             "http://127.0.0.1:9/none",
             "--retries",
             "2",
+            "--dead-letter",
+            dir.path().join("kept.ndjson").to_str().unwrap(),
             input.to_str().unwrap(),
         ],
         &[("SOPHOS_TAC_ES_API_KEY", "key-Never-Printed")],
     );
     assert_eq!(code, 2, "an unreachable target is an error: {err}");
     assert!(!err.contains("key-Never-Printed"), "{err}");
+    // …and what could not be delivered is kept, with the reason.
+    let kept = std::fs::read_to_string(dir.path().join("kept.ndjson")).unwrap_or_default();
+    assert_eq!(kept.lines().count(), 10, "{kept}");
+    assert!(kept.contains("giving up after 2 retries") && !kept.contains("key-Never-Printed"));
 }
 
 /// The collector path: `collect` against the simulator, into OpenSearch through the

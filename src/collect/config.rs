@@ -330,6 +330,8 @@ impl CollectConfig {
             es.basic = Some((user.clone(), password));
         }
         es.ca_file = o.ca_file.clone();
+        // The window is fetched again after a failed delivery: nothing to keep aside.
+        es.dead_letter_undelivered = false;
         es.gzip = o.gzip;
         es.batch_docs = o.batch_docs.unwrap_or(es.batch_docs).max(1);
         es.batch_bytes = o.batch_bytes.unwrap_or(es.batch_bytes).max(1);

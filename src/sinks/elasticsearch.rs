@@ -48,6 +48,10 @@ pub struct EsConfig {
     pub max_retries: u32,
     /// Where permanently refused documents go (NDJSON).
     pub dead_letter: PathBuf,
+    /// Also keep there the documents of a batch given up on (after the retries, or a
+    /// refused request), before failing. `normalize` does; `collect` does not need to,
+    /// since it fetches the window again.
+    pub dead_letter_undelivered: bool,
     /// Install the profile's index template at start-up.
     pub install_template: Option<TemplateOptions>,
     /// The profile (for the template).
@@ -83,6 +87,7 @@ impl EsConfig {
             batch_bytes: 5 * 1024 * 1024,
             max_retries: 10,
             dead_letter: PathBuf::from("sophos-tac-dead-letter.ndjson"),
+            dead_letter_undelivered: true,
             install_template: None,
             profile,
         })
@@ -325,6 +330,17 @@ impl EsSink {
         Ok(())
     }
 
+    /// Fails the delivery; with `dead_letter_undelivered`, the documents not delivered
+    /// are first kept in the dead-letter file with the reason.
+    fn give_up(&mut self, pending: &[Doc], reason: String) -> Result<(), Error> {
+        if self.cfg.dead_letter_undelivered {
+            for doc in pending {
+                self.dead_letter(doc, &json!({ "undelivered": reason }))?;
+            }
+        }
+        Err(self.err(reason))
+    }
+
     /// Delivers documents in bulk requests; returns once each is delivered or
     /// dead-lettered, or fails (nothing acknowledged) after the retries.
     fn deliver_docs(&mut self, docs: Vec<Doc>) -> Result<(), Error> {
@@ -362,7 +378,7 @@ impl EsSink {
                 Ok((status, text)) => match classify(status, &excerpt(&text)) {
                     Verdict::Retry(r) => r,
                     Verdict::Permanent(r) => {
-                        return Err(self.err(format!("bulk request refused: {r}")));
+                        return self.give_up(&pending, format!("bulk request refused: {r}"));
                     }
                     Verdict::Delivered => {
                         let parsed: Value = serde_json::from_str(&text)
@@ -407,7 +423,10 @@ impl EsSink {
                 },
             };
             if attempt >= self.cfg.max_retries {
-                return Err(self.err(format!("giving up after {attempt} retries: {retry_reason}")));
+                return self.give_up(
+                    &pending,
+                    format!("giving up after {attempt} retries: {retry_reason}"),
+                );
             }
             tracing::warn!(url = %url, reason = %retry_reason, attempt, "bulk retry");
             self.sleep(attempt);

@@ -207,6 +207,12 @@ pub struct OutputSection {
     pub batch_bytes: Option<usize>,
     /// For `elasticsearch`: the dead-letter file (default `state_dir/dead-letter.ndjson`).
     pub dead_letter: Option<PathBuf>,
+    /// For `syslog`: the facility (default 16, local0).
+    pub facility: Option<u8>,
+    /// For `syslog`: the severity (default 6, informational).
+    pub severity: Option<u8>,
+    /// For `syslog`: the APP-NAME (default `sophos-tac`).
+    pub app_name: Option<String>,
     /// The file (for `file`).
     pub path: Option<PathBuf>,
     /// Rotate the file at this size.
@@ -271,12 +277,12 @@ impl CollectConfig {
         let complete = match o.kind.as_str() {
             "file" => o.path.is_some(),
             "stdout" => true,
-            "elasticsearch" => o.url.is_some(),
+            "elasticsearch" | "syslog" => o.url.is_some(),
             _ => false,
         };
         if !complete {
             return Err(CollectError::Config(
-                "output.type is \"file\" (with output.path), \"stdout\", or \"elasticsearch\" (with output.url)".into(),
+                "output.type is \"file\" (with output.path), \"stdout\", or \"elasticsearch\" or \"syslog\" (with output.url)".into(),
             ));
         }
         if crate::mapping::Profile::by_name(&file.profile).is_none() {
@@ -303,6 +309,20 @@ impl CollectConfig {
     /// The overlap between windows.
     pub fn overlap(&self) -> Duration {
         Duration::from_secs(self.file.query.overlap_secs)
+    }
+
+    /// The syslog sink settings, for `type = "syslog"`.
+    pub fn syslog(&self) -> Result<crate::sinks::SyslogConfig, CollectError> {
+        let o = &self.file.output;
+        let mut sys = crate::sinks::SyslogConfig::from_url(o.url.as_deref().unwrap_or_default())
+            .map_err(CollectError::Config)?;
+        sys.facility = o.facility.unwrap_or(sys.facility).min(23);
+        sys.severity = o.severity.unwrap_or(sys.severity).min(7);
+        if let Some(app) = &o.app_name {
+            sys.app_name = app.clone();
+        }
+        sys.ca_file = o.ca_file.clone();
+        Ok(sys)
     }
 
     /// The Elasticsearch/OpenSearch sink settings, for `type = "elasticsearch"`.

@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 
 use crate::mapping::Profile;
 use crate::normalizer::{LineOutcome, Normalizer};
-use crate::sinks::{EsSink, FileSink, Rotation, Sink, StdoutSink};
+use crate::sinks::{EsSink, FileSink, Rotation, Sink, StdoutSink, SyslogSink};
 use client::{Client, Principal, Tenant};
 use config::CollectConfig;
 use state::State;
@@ -120,6 +120,7 @@ impl Collector {
         let mut sink: Box<dyn Sink> = match o.kind.as_str() {
             "stdout" => Box::new(StdoutSink),
             "elasticsearch" => Box::new(EsSink::open(config.elasticsearch()?)?),
+            "syslog" => Box::new(SyslogSink::open(config.syslog()?)?),
             _ => {
                 let rotation = Rotation {
                     max_bytes: o.rotate_bytes,

@@ -10,9 +10,11 @@
 
 pub mod elasticsearch;
 mod file;
+pub mod syslog;
 
 pub use elasticsearch::{EsConfig, EsSink};
 pub use file::{FileSink, Rotation};
+pub use syslog::{SyslogConfig, SyslogSink};
 
 use std::io::Write;
 

@@ -51,7 +51,8 @@ pub struct NormalizeArgs {
     pub files: Vec<PathBuf>,
     /// Write documents to this file instead of stdout, or send them to an
     /// Elasticsearch/OpenSearch index: `https://host:9200/INDEX` (credentials from
-    /// SOPHOS_TAC_ES_API_KEY, or SOPHOS_TAC_ES_USER and SOPHOS_TAC_ES_PASSWORD).
+    /// SOPHOS_TAC_ES_API_KEY, or SOPHOS_TAC_ES_USER and SOPHOS_TAC_ES_PASSWORD), or to a
+    /// syslog server: `syslog+tcp://host:port`, `syslog+tls://…`, `syslog+udp://…`.
     #[arg(short, long, value_name = "OUT")]
     pub output: Option<String>,
     /// With an Elasticsearch/OpenSearch output: where refused documents go.
@@ -74,6 +75,15 @@ pub struct NormalizeArgs {
     /// With an Elasticsearch/OpenSearch output: documents per bulk request.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub batch_docs: usize,
+    /// With a syslog output: the facility (0–23; 16 is local0).
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u8).range(0..=23))]
+    pub syslog_facility: u8,
+    /// With a syslog output: the severity (0–7; 6 is informational).
+    #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u8).range(0..=7))]
+    pub syslog_severity: u8,
+    /// With a syslog output: the APP-NAME.
+    #[arg(long, value_name = "NAME", default_value = "sophos-tac")]
+    pub syslog_app_name: String,
     /// With an Elasticsearch/OpenSearch output: retries of a failing request before
     /// giving up (exponential backoff with jitter, up to 30 s apart).
     #[arg(long, value_name = "N", default_value_t = 10)]
@@ -152,6 +162,8 @@ pub enum Target {
     File(PathBuf),
     /// An Elasticsearch/OpenSearch index.
     Elasticsearch(Box<sophos_tac::sinks::EsConfig>),
+    /// A syslog server.
+    Syslog(Box<sophos_tac::sinks::SyslogConfig>),
 }
 
 /// A resolved `normalize` run.
@@ -254,6 +266,16 @@ impl Args {
                                     ..Default::default()
                                 });
                         Target::Elasticsearch(Box::new(es))
+                    }
+                    Some(o) if o.starts_with("syslog") && o.contains("://") => {
+                        let mut sys = sophos_tac::sinks::SyslogConfig::from_url(&o)
+                            .map_err(anyhow::Error::msg)?;
+                        sys.facility = a.syslog_facility;
+                        sys.severity = a.syslog_severity;
+                        sys.app_name = a.syslog_app_name;
+                        sys.ca_file = a.ca_file;
+                        sys.max_retries = a.retries;
+                        Target::Syslog(Box::new(sys))
                     }
                     Some(o) => Target::File(PathBuf::from(o)),
                 };

@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use sophos_tac::Error;
 use sophos_tac::pipeline::{self, Observer, Reject, RejectsWriter, Summary};
-use sophos_tac::sinks::{EsSink, SinkWriter};
+use sophos_tac::sinks::{EsSink, SinkWriter, SyslogSink};
 
 use crate::args::{NormalizeConfig, ProgressMode, Target};
 use crate::{EXIT_ERROR, EXIT_OK, EXIT_REJECTS};
@@ -169,6 +169,13 @@ pub fn run(c: NormalizeConfig) -> anyhow::Result<u8> {
             es_writer = Some(Rc::clone(&writer));
             (Box::new(Shared(writer)), name)
         }
+        Target::Syslog(sys) => (
+            Box::new(SinkWriter::new(
+                SyslogSink::open((**sys).clone())?,
+                256 * 1024,
+            )),
+            sys.url(),
+        ),
     };
     let summary = pipeline::run(
         &c.normalizer,

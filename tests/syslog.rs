@@ -1,0 +1,365 @@
+//! Delivery to a real rsyslog (Debian's `rsyslog` and `rsyslog-gnutls`, installed by
+//! `.ci/run`) listening on loopback ports and writing what it receives to a file:
+//! every row arrives and parses back to the same JSON, over TCP (also across a restart
+//! of rsyslog between batches, and while it is down), TLS and UDP.
+
+use std::collections::BTreeMap;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use sophos_tac::sinks::{Sink, SyslogConfig, SyslogSink};
+
+const RSYSLOGD: &str = "/usr/sbin/rsyslogd";
+
+fn available() -> bool {
+    if Path::new(RSYSLOGD).exists() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must install rsyslog (apt-get install rsyslog rsyslog-gnutls)"
+    );
+    eprintln!("skipped: {RSYSLOGD} is not installed (apt-get install rsyslog rsyslog-gnutls)");
+    false
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An rsyslogd in the foreground with its own configuration, stopped on drop.
+struct Rsyslog {
+    child: Child,
+    out: PathBuf,
+}
+
+impl Rsyslog {
+    /// `tls`: the (ca, cert, key) files for a TLS listener.
+    fn start(
+        dir: &Path,
+        port: u16,
+        udp_port: Option<u16>,
+        tls: Option<(&Path, &Path, &Path)>,
+    ) -> Rsyslog {
+        let out = dir.join("out.log");
+        let mut conf = format!(
+            "global(workDirectory=\"{}\" maxMessageSize=\"1m\"",
+            dir.display()
+        );
+        if let Some((ca, cert, key)) = tls {
+            conf += &format!(
+                " defaultNetstreamDriver=\"gtls\" defaultNetstreamDriverCAFile=\"{}\" defaultNetstreamDriverCertFile=\"{}\" defaultNetstreamDriverKeyFile=\"{}\"",
+                ca.display(),
+                cert.display(),
+                key.display()
+            );
+        }
+        conf += ")\n";
+        conf += if tls.is_some() {
+            "module(load=\"imtcp\" streamDriver.name=\"gtls\" streamDriver.mode=\"1\" streamDriver.authMode=\"anon\")\n"
+        } else {
+            "module(load=\"imtcp\")\n"
+        };
+        conf += &format!(
+            "template(name=\"raw\" type=\"string\" string=\"%msg%\\n\")\nruleset(name=\"r\") {{ action(type=\"omfile\" file=\"{}\" template=\"raw\") }}\n",
+            out.display()
+        );
+        conf +=
+            &format!("input(type=\"imtcp\" port=\"{port}\" address=\"127.0.0.1\" ruleset=\"r\")\n");
+        if let Some(u) = udp_port {
+            conf += &format!(
+                "module(load=\"imudp\")\ninput(type=\"imudp\" port=\"{u}\" address=\"127.0.0.1\" ruleset=\"r\")\n"
+            );
+        }
+        let conf_path = dir.join("rsyslog.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let child = Command::new(RSYSLOGD)
+            .args([
+                "-n",
+                "-f",
+                conf_path.to_str().unwrap(),
+                "-i",
+                dir.join("rsyslog.pid").to_str().unwrap(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("rsyslogd starts");
+        let r = Rsyslog { child, out };
+        for _ in 0..100 {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return r;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("rsyslogd did not listen on {port}");
+    }
+
+    /// Stops rsyslogd (SIGTERM: it writes what it has received, then exits).
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+
+    /// The JSON documents written so far, counted.
+    fn received(&self) -> BTreeMap<String, usize> {
+        let mut m = BTreeMap::new();
+        for line in std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+        {
+            let doc: Value =
+                serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("{e}: {line}"));
+            *m.entry(doc.to_string()).or_default() += 1;
+        }
+        m
+    }
+
+    /// Waits until `n` documents were written (rsyslog writes asynchronously).
+    fn wait_for(&self, n: usize) -> BTreeMap<String, usize> {
+        for _ in 0..100 {
+            let got = self.received();
+            if got.values().sum::<usize>() >= n {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.received()
+    }
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `n` normalized documents (NDJSON), each distinct, with non-ASCII and escapes.
+fn documents(n: usize) -> Vec<u8> {
+    let normalizer = sophos_tac::Normalizer::new(sophos_tac::mapping::Profile::extended());
+    let mut out = Vec::new();
+    let mut w = normalizer.new_warnings();
+    for i in 0..n {
+        let row = serde_json::json!({
+            "record_identifier": format!("r-{i}"),
+            "calendar_time": "2024-03-05T10:00:00Z",
+            "meta_hostname": format!("hôte-{i}"),
+            "process_cmd_line": format!("\"C:\\\\Windows\\\\cmd.exe\" /c echo {i}"),
+            "ioc_severity": i % 10,
+        });
+        normalizer.normalize_line(row.to_string().as_bytes(), &mut out, &mut w);
+    }
+    out
+}
+
+fn expected(ndjson: &[u8]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for line in ndjson.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let doc: Value = serde_json::from_slice(line).unwrap();
+        *m.entry(doc.to_string()).or_default() += 1;
+    }
+    m
+}
+
+fn sink(url: &str) -> SyslogSink {
+    let mut cfg = SyslogConfig::from_url(url).unwrap();
+    cfg.max_retries = 30;
+    SyslogSink::open(cfg).unwrap()
+}
+
+#[test]
+fn tcp_delivers_every_row_across_restarts() {
+    if !available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut rsyslog = Rsyslog::start(dir.path(), port, None, None);
+    let mut sink = sink(&format!("syslog+tcp://127.0.0.1:{port}"));
+    let docs = documents(1500);
+    let lines: Vec<&[u8]> = docs.split_inclusive(|b| *b == b'\n').collect();
+    let batch = |range: std::ops::Range<usize>| lines[range].concat();
+    sink.deliver(&batch(0..500), None).unwrap();
+    rsyslog.wait_for(500);
+    // Restarted between batches: the sink notices the closed connection and reconnects.
+    rsyslog.stop();
+    rsyslog = Rsyslog::start(dir.path(), port, None, None);
+    sink.deliver(&batch(500..1000), None).unwrap();
+    rsyslog.wait_for(1000);
+    // Down when a batch comes: the sink retries with backoff until it is back.
+    rsyslog.stop();
+    let restart = std::thread::spawn({
+        let dir = dir.path().to_path_buf();
+        move || {
+            std::thread::sleep(Duration::from_millis(1500));
+            Rsyslog::start(&dir, port, None, None)
+        }
+    });
+    sink.deliver(&batch(1000..1500), None).unwrap();
+    let rsyslog = restart.join().unwrap();
+    assert_eq!(rsyslog.wait_for(1500), expected(&docs));
+    assert!(sink.stats().connections >= 3);
+}
+
+#[test]
+fn udp_delivers() {
+    if !available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (port, udp) = (free_port(), free_port());
+    let rsyslog = Rsyslog::start(dir.path(), port, Some(udp), None);
+    let docs = documents(50);
+    sink(&format!("syslog+udp://127.0.0.1:{udp}"))
+        .deliver(&docs, None)
+        .unwrap();
+    assert_eq!(rsyslog.wait_for(50), expected(&docs));
+}
+
+#[test]
+fn tls_delivers_with_a_private_ca() {
+    if !available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let openssl = |args: &[&str]| {
+        assert!(
+            Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .stderr(Stdio::null())
+                .status()
+                .unwrap()
+                .success(),
+            "openssl {args:?}"
+        )
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        d.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "server.pem",
+    ]);
+    let port = free_port();
+    let rsyslog = Rsyslog::start(
+        d,
+        port,
+        None,
+        Some((
+            &d.join("ca.pem"),
+            &d.join("server.pem"),
+            &d.join("server.key"),
+        )),
+    );
+    let mut cfg = SyslogConfig::from_url(&format!("syslog+tls://localhost:{port}")).unwrap();
+    cfg.ca_file = Some(d.join("ca.pem"));
+    let docs = documents(300);
+    SyslogSink::open(cfg).unwrap().deliver(&docs, None).unwrap();
+    assert_eq!(rsyslog.wait_for(300), expected(&docs));
+    // Without the CA, the certificate is refused: TLS is verified.
+    let mut untrusted = SyslogConfig::from_url(&format!("syslog+tls://localhost:{port}")).unwrap();
+    untrusted.max_retries = 0;
+    assert!(
+        SyslogSink::open(untrusted)
+            .unwrap()
+            .deliver(&docs, None)
+            .is_err()
+    );
+}
+
+#[test]
+fn normalize_sends_to_syslog_from_the_command_line() {
+    if !available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let rsyslog = Rsyslog::start(dir.path(), port, None, None);
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/detections.ndjson");
+    let out = Command::new(env!("CARGO_BIN_EXE_sophos-tac"))
+        .args([
+            "normalize",
+            "-q",
+            "--rejects",
+            "/dev/null",
+            "-o",
+            &format!("syslog+tcp://127.0.0.1:{port}"),
+            example.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "3 rejects: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = Command::new(env!("CARGO_BIN_EXE_sophos-tac"))
+        .args([
+            "normalize",
+            "-q",
+            "--rejects",
+            "/dev/null",
+            example.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let want = expected(&file.stdout);
+    let got = rsyslog.wait_for(6);
+    // @timestamp and message are the same; compare whole documents.
+    assert_eq!(got, want);
+}

@@ -66,7 +66,11 @@ pub struct NormalizeArgs {
     /// (named after the index, for exactly that index) before sending.
     #[arg(long)]
     pub install_template: bool,
-    /// With an Elasticsearch/OpenSearch output: trust the CA certificates of this PEM file.
+    /// With --install-template: make the index a data stream.
+    #[arg(long, requires = "install_template")]
+    pub data_stream: bool,
+    /// With an Elasticsearch/OpenSearch or syslog+tls output: trust the CA certificates
+    /// of this PEM file instead of the platform's.
     #[arg(long, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
     /// With an Elasticsearch/OpenSearch output: gzip the bulk requests.
@@ -263,6 +267,7 @@ impl Args {
                             a.install_template
                                 .then(|| sophos_tac::catalogue::TemplateOptions {
                                     index_patterns: vec![es.index.clone()],
+                                    data_stream: a.data_stream,
                                     ..Default::default()
                                 });
                         Target::Elasticsearch(Box::new(es))

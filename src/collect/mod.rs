@@ -233,19 +233,11 @@ impl Collector {
         let mut total = PassSummary::default();
         loop {
             let now = Timestamp::now();
-            let oldest = now - SignedDuration::from_hours(24 * 30);
             let checkpoint = lock(&self.state)
                 .checkpoint(&tenant.id)?
                 .and_then(|ms| Timestamp::from_millisecond(ms).ok());
-            let (from, base) = match checkpoint {
-                Some(c) => (c - overlap, c),
-                None => {
-                    let start = now - SignedDuration::from_secs(q.lookback_secs as i64);
-                    (start, start)
-                }
-            };
-            let from = from.max(oldest);
-            let to = (base + max_window).min(now);
+            let lookback = SignedDuration::from_secs(q.lookback_secs as i64);
+            let (from, to) = window(checkpoint, now, lookback, overlap, max_window);
             let rows = self.client.query(tenant, &sql, from, to, q).await?;
             // Delivery blocks (file sync, HTTP with retries): off the async workers.
             let s = tokio::task::block_in_place(|| self.deliver(tenant, &rows, to))?;
@@ -387,6 +379,26 @@ async fn shutdown() {
     }
 }
 
+/// The next window of a tenant: `[checkpoint − overlap, checkpoint + max_window)`, or
+/// from `now − lookback` on the first run; never older than 30 days (what the Data
+/// Lake keeps), never past now.
+fn window(
+    checkpoint: Option<Timestamp>,
+    now: Timestamp,
+    lookback: SignedDuration,
+    overlap: SignedDuration,
+    max_window: SignedDuration,
+) -> (Timestamp, Timestamp) {
+    let oldest = now - SignedDuration::from_hours(24 * 30);
+    let (from, base) = match checkpoint {
+        Some(c) => (c - overlap, c),
+        None => (now - lookback, now - lookback),
+    };
+    // After a long outage the checkpoint may be older than the Data Lake's 30 days.
+    let (from, base) = (from.max(oldest), base.max(oldest));
+    (from, (base + max_window).min(now))
+}
+
 /// A fault-injection point for crash tests: with `SOPHOS_TAC_CRASH_AFTER_DELIVERIES=N`,
 /// the process aborts after its N-th delivery, before that delivery is committed —
 /// the worst moment for a crash. Unset, it does nothing.
@@ -424,6 +436,24 @@ pub fn row_key(row: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn windows() {
+        let now: Timestamp = "2024-06-01T12:00:00Z".parse().unwrap();
+        let (h, m) = (SignedDuration::from_hours(1), SignedDuration::from_mins(10));
+        let day = SignedDuration::from_hours(24);
+        // first run: from now − lookback, one max_window long
+        assert_eq!(window(None, now, day, m, h), (now - day, now - day + h));
+        // then from the checkpoint minus the overlap, capped at now
+        let c = now - SignedDuration::from_mins(30);
+        assert_eq!(window(Some(c), now, day, m, h), (c - m, now));
+        // a checkpoint older than 30 days restarts at the oldest the Data Lake keeps
+        let old = now - SignedDuration::from_hours(24 * 60);
+        let oldest = now - SignedDuration::from_hours(24 * 30);
+        let (from, to) = window(Some(old), now, day, m, h);
+        assert_eq!((from, to), (oldest, oldest + h));
+        assert!(from < to);
+    }
 
     #[test]
     fn keys_prefer_the_record_identifier() {

@@ -389,3 +389,20 @@ fn progress_bar_is_drawn_on_a_terminal_only() {
     );
     assert!(!text(&piped.stderr).contains("MiB"));
 }
+
+/// Regression: with two binaries in the package, the README's first command
+/// (`cargo run --release -- normalize …`) needs `default-run`.
+#[test]
+fn readme_cargo_run_picks_sophos_tac() {
+    let manifest =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")).unwrap();
+    assert!(
+        manifest
+            .lines()
+            .any(|l| l.trim() == "default-run = \"sophos-tac\""),
+        "Cargo.toml must set default-run"
+    );
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    assert!(readme.contains("cargo run --release -- normalize examples/detections.ndjson"));
+}

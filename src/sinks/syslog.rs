@@ -124,12 +124,20 @@ enum Conn {
 }
 
 impl Conn {
+    /// The TCP socket under a stream connection.
+    fn socket(&mut self) -> Option<&mut TcpStream> {
+        match self {
+            Conn::Tcp(s) => Some(s),
+            Conn::Tls(s) => Some(s.get_mut()),
+            Conn::Udp(_) => None,
+        }
+    }
+
     /// False when the server closed the connection (or sent something: a TLS alert).
     fn alive(&mut self) -> bool {
-        let sock = match self {
-            Conn::Tcp(s) => s,
-            Conn::Tls(s) => s.get_mut(),
-            Conn::Udp(_) => return true,
+        let plain = matches!(self, Conn::Tcp(_));
+        let Some(sock) = self.socket() else {
+            return true;
         };
         if sock.set_nonblocking(true).is_err() {
             return false;
@@ -137,13 +145,8 @@ impl Conn {
         let mut byte = [0u8; 1];
         let alive = match sock.peek(&mut byte) {
             Ok(0) => false,
-            Ok(_) => matches!(self, Conn::Tcp(_)),
+            Ok(_) => plain,
             Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
-        };
-        let sock = match self {
-            Conn::Tcp(s) => s,
-            Conn::Tls(s) => s.get_mut(),
-            Conn::Udp(_) => return alive,
         };
         alive && sock.set_nonblocking(false).is_ok()
     }
@@ -247,32 +250,24 @@ impl SyslogSink {
         let Some(conn) = self.conn.as_mut() else {
             return Err(std::io::Error::other("not connected"));
         };
-        match conn {
+        let stream: &mut dyn Write = match conn {
             Conn::Udp(s) => {
                 for f in frames {
                     s.send(f)?;
                 }
+                return Ok(());
             }
-            Conn::Tcp(s) => {
-                let mut buf = Vec::new();
-                for f in frames {
-                    buf.extend_from_slice(format!("{} ", f.len()).as_bytes());
-                    buf.extend_from_slice(f);
-                }
-                s.write_all(&buf)?;
-                s.flush()?;
-            }
-            Conn::Tls(s) => {
-                let mut buf = Vec::new();
-                for f in frames {
-                    buf.extend_from_slice(format!("{} ", f.len()).as_bytes());
-                    buf.extend_from_slice(f);
-                }
-                s.write_all(&buf)?;
-                s.flush()?;
-            }
+            Conn::Tcp(s) => s,
+            Conn::Tls(s) => s.as_mut(),
+        };
+        // Octet-counting framing (RFC 6587): "LEN SP MSG".
+        let mut buf = Vec::with_capacity(frames.iter().map(|f| f.len() + 8).sum());
+        for f in frames {
+            buf.extend_from_slice(format!("{} ", f.len()).as_bytes());
+            buf.extend_from_slice(f);
         }
-        Ok(())
+        stream.write_all(&buf)?;
+        stream.flush()
     }
 }
 

@@ -344,19 +344,20 @@ impl EsSink {
     /// Delivers documents in bulk requests; returns once each is delivered or
     /// dead-lettered, or fails (nothing acknowledged) after the retries.
     fn deliver_docs(&mut self, docs: Vec<Doc>) -> Result<(), Error> {
-        let mut start = 0;
-        while start < docs.len() {
-            let mut end = start;
+        let mut docs = docs.into_iter().peekable();
+        while docs.peek().is_some() {
+            // Moved, not copied, into batches of at most batch_docs and batch_bytes
+            // (a single larger document still goes, alone).
+            let mut batch = Vec::new();
             let mut bytes = 0;
-            while end < docs.len()
-                && end - start < self.cfg.batch_docs.max(1)
-                && (end == start || bytes + docs[end].json.len() <= self.cfg.batch_bytes)
-            {
-                bytes += docs[end].json.len();
-                end += 1;
+            while let Some(doc) = docs.next_if(|d| {
+                batch.len() < self.cfg.batch_docs.max(1)
+                    && (batch.is_empty() || bytes + d.json.len() <= self.cfg.batch_bytes)
+            }) {
+                bytes += doc.json.len();
+                batch.push(doc);
             }
-            self.deliver_batch(docs[start..end].to_vec())?;
-            start = end;
+            self.deliver_batch(batch)?;
         }
         Ok(())
     }

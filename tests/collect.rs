@@ -243,7 +243,7 @@ fn partner_with_faults_expired_tokens_and_a_failing_tenant() {
         "--fail-rate",
         "0.1",
         "--token-ttl",
-        "1",
+        "3",
         "--announced-ttl",
         "3600",
         "--failing-tenant",

@@ -9,18 +9,24 @@
 //!   `pending` → `started` → `finished` (`result`: `succeeded`, or `failed` for
 //!   `--failing-tenant`), and `GET …/runs/{id}/results?pageSize=&pageFromKey=`.
 //!
-//! Rows are generated per tenant with `calendar_time` spread from `--past-secs` ago to
-//! `--future-secs` ahead (so new rows keep arriving); a `--late-fraction` of them only
-//! becomes visible `--late-secs` after its time. A query for `[from, to)` returns the
-//! visible rows whose `calendar_time` is in it.
+//! Rows are generated per tenant, reaching the Data Lake at times spread from
+//! `--past-secs` ago to `--future-secs` ahead (so new rows keep arriving). Most rows
+//! arrive at their `calendar_time`; a `--late-fraction` of them arrive later than it,
+//! by a delay drawn log-uniformly from `--late-min-secs` to `--late-secs` (minutes,
+//! hours, days: their `calendar_time` is that much older than their arrival). A row's
+//! `ingestion_timestamp` is its arrival. A query for `[from, to)` returns the rows that
+//! have arrived and whose `calendar_time` is in it, as the Data Lake selects.
+//! `GET …/results?pageTotal=true` adds `pages.total` and `pages.items`.
 //!
 //! Faults: `--throttle-rate` answers that fraction of API calls with 429 and
-//! `Retry-After`, `--fail-rate` with 500 or 503, `--slow-ms` delays every answer,
-//! `--run-polls` makes query runs slow, and a `--token-ttl` shorter than the
-//! `--announced-ttl` makes tokens expire mid-run (401).
+//! `Retry-After`, `--fail-rate` with 500 or 503, `--drop-rate` closes the connection
+//! without an answer, `--slow-ms` delays every answer, `--run-polls` makes query runs
+//! slow, a `--token-ttl` shorter than the `--announced-ttl` makes tokens expire mid-run
+//! (401), and `--api-refuses-tokens` answers 401 to every token it issued.
 //!
 //! Test hooks: `GET /_sim/rows` lists every row (as JSON text) the simulator holds;
-//! `GET /_sim/stats` counts what it served.
+//! `GET /_sim/stats` counts what it served, with the Data Lake calls (create, poll,
+//! results) per tenant in `xdr_calls`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -75,12 +81,16 @@ struct Args {
     /// Newest row time, seconds after start (rows keep arriving until then).
     #[arg(long, default_value_t = 0)]
     future_secs: i64,
-    /// Fraction of rows that become visible only `--late-secs` after their time.
+    /// Fraction of rows that reach the Data Lake later than their `calendar_time`.
     #[arg(long, default_value_t = 0.0)]
     late_fraction: f64,
-    /// Delay of late rows, seconds.
+    /// The longest delay of a late row, seconds.
     #[arg(long, default_value_t = 30)]
     late_secs: i64,
+    /// The shortest delay of a late row, seconds (default: `--late-secs`, one delay
+    /// for all); delays are drawn log-uniformly between the two.
+    #[arg(long)]
+    late_min_secs: Option<i64>,
     /// Fraction of rows without a `record_identifier`.
     #[arg(long, default_value_t = 0.05)]
     no_id_fraction: f64,
@@ -90,6 +100,13 @@ struct Args {
     /// Fraction of API calls answered 500 or 503.
     #[arg(long, default_value_t = 0.0)]
     fail_rate: f64,
+    /// Fraction of API calls whose connection is closed without an answer.
+    #[arg(long, default_value_t = 0.0)]
+    drop_rate: f64,
+    /// The API answers 401 to every token (the token endpoint still issues them): a
+    /// credential without access to the API.
+    #[arg(long)]
+    api_refuses_tokens: bool,
     /// Delay before every answer, milliseconds.
     #[arg(long, default_value_t = 0)]
     slow_ms: u64,
@@ -144,6 +161,8 @@ struct Sim {
     runs: HashMap<String, Run>,
     rng: Rng,
     stats: HashMap<&'static str, u64>,
+    /// Data Lake calls per tenant id.
+    xdr_calls: HashMap<String, u64>,
     next_id: u64,
 }
 
@@ -197,12 +216,23 @@ fn generate(args: &Args, tenants: &[String], rng: &mut Rng) -> Vec<Vec<Row>> {
             (0..args.rows)
                 .map(|i| {
                     let span = (args.past_secs + args.future_secs).max(1) * 1000;
-                    let time_ms = start - args.past_secs * 1000 + (rng.below(span as u64) as i64);
-                    let late = rng.unit() < args.late_fraction;
+                    let visible_ms =
+                        start - args.past_secs * 1000 + (rng.below(span as u64) as i64);
+                    let time_ms = if rng.unit() < args.late_fraction {
+                        let max = args.late_secs.max(1) as f64;
+                        let min =
+                            args.late_min_secs
+                                .unwrap_or(args.late_secs)
+                                .clamp(1, args.late_secs.max(1)) as f64;
+                        let delay = (min.ln() + rng.unit() * (max.ln() - min.ln())).exp();
+                        visible_ms - (delay * 1000.0) as i64
+                    } else {
+                        visible_ms
+                    };
                     let (id, query, kind) = kinds[rng.below(kinds.len() as u64) as usize];
                     let mut row = json!({
                         "calendar_time": iso(time_ms),
-                        "ingestion_timestamp": iso(time_ms + 15_000),
+                        "ingestion_timestamp": iso(visible_ms),
                         "ioc_severity": 1 + rng.below(9),
                         "ioc_detection_id": id,
                         "ioc_detection_type": kind,
@@ -220,7 +250,7 @@ fn generate(args: &Args, tenants: &[String], rng: &mut Rng) -> Vec<Vec<Row>> {
                     }
                     Row {
                         time_ms,
-                        visible_ms: time_ms + if late { args.late_secs * 1000 } else { 0 },
+                        visible_ms,
                         text: row.to_string(),
                     }
                 })
@@ -258,6 +288,7 @@ async fn main() -> std::io::Result<()> {
         runs: HashMap::new(),
         rng,
         stats: HashMap::new(),
+        xdr_calls: HashMap::new(),
         next_id: 0,
     };
     let app = Router::new()
@@ -295,6 +326,13 @@ async fn gate(state: &Shared, headers: &HeaderMap) -> Result<(), Response> {
         .lock()
         .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "poisoned"))?;
     *s.stats.entry("requests").or_default() += 1;
+    if s.rng.unit() < s.args.drop_rate {
+        *s.stats.entry("dropped").or_default() += 1;
+        drop(s);
+        // Unwinding out of the handler ends the connection's task: the socket closes
+        // with no answer. `resume_unwind` skips the panic hook, so nothing is printed.
+        std::panic::resume_unwind(Box::new("connection dropped"));
+    }
     let (throttle, fail) = (s.args.throttle_rate, s.args.fail_rate);
     if s.rng.unit() < throttle {
         *s.stats.entry("429").or_default() += 1;
@@ -317,6 +355,13 @@ async fn gate(state: &Shared, headers: &HeaderMap) -> Result<(), Response> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match token.and_then(|t| s.tokens.get(t)) {
+        Some(_) if s.args.api_refuses_tokens => {
+            *s.stats.entry("401_refused").or_default() += 1;
+            Err(error(
+                StatusCode::UNAUTHORIZED,
+                "this credential has no access",
+            ))
+        }
         Some(&expiry) if expiry > now_ms() => Ok(()),
         Some(_) => {
             *s.stats.entry("401_expired").or_default() += 1;
@@ -426,6 +471,18 @@ struct RunRequest {
     to: String,
 }
 
+/// Counts a Data Lake call against the tenant it names (whatever its answer).
+fn count_xdr(state: &Shared, headers: &HeaderMap) {
+    let tenant = headers
+        .get("x-tenant-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_string();
+    if let Ok(mut s) = state.lock() {
+        *s.xdr_calls.entry(tenant).or_default() += 1;
+    }
+}
+
 fn tenant_index(s: &Sim, headers: &HeaderMap) -> Option<usize> {
     let id = headers.get("x-tenant-id")?.to_str().ok()?;
     s.tenants.iter().position(|t| t == id)
@@ -436,6 +493,7 @@ async fn create_run(
     headers: HeaderMap,
     Json(req): Json<RunRequest>,
 ) -> Response {
+    count_xdr(&state, &headers);
     if let Err(r) = gate(&state, &headers).await {
         return r;
     }
@@ -485,6 +543,7 @@ async fn run_status(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
+    count_xdr(&state, &headers);
     if let Err(r) = gate(&state, &headers).await {
         return r;
     }
@@ -510,6 +569,8 @@ struct ResultsQuery {
     page_size: Option<usize>,
     #[serde(rename = "pageFromKey")]
     page_from_key: Option<String>,
+    #[serde(rename = "pageTotal")]
+    page_total: Option<bool>,
 }
 
 async fn run_results(
@@ -518,6 +579,7 @@ async fn run_results(
     Path(id): Path<String>,
     Query(q): Query<ResultsQuery>,
 ) -> Response {
+    count_xdr(&state, &headers);
     if let Err(r) = gate(&state, &headers).await {
         return r;
     }
@@ -543,6 +605,10 @@ async fn run_results(
         .map(|t| serde_json::from_str(t).unwrap_or(Value::Null))
         .collect();
     let mut pages = json!({ "fromKey": start.to_string(), "size": page.len(), "maxSize": 2000 });
+    if q.page_total == Some(true) {
+        pages["total"] = json!(run.items.len().div_ceil(size));
+        pages["items"] = json!(run.items.len());
+    }
     if start + size < run.items.len() {
         pages["nextKey"] = json!((start + size).to_string());
     }
@@ -557,5 +623,7 @@ async fn all_rows(State(state): State<Shared>) -> Response {
 
 async fn stats(State(state): State<Shared>) -> Response {
     let s = state.lock().expect("sim state");
-    Json(json!(s.stats)).into_response()
+    let mut stats = json!(s.stats);
+    stats["xdr_calls"] = json!(s.xdr_calls);
+    Json(stats).into_response()
 }

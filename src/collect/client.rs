@@ -3,8 +3,11 @@
 //!
 //! Retry policy: a 429 waits for `Retry-After` (or backs off) and retries; 5xx,
 //! connection errors and timeouts back off exponentially with jitter and retry; a 401
-//! fetches a new token once and retries (a second 401 in a row fails: the credential
-//! is refused); any other 4xx fails at once. After `max_retries` the request fails.
+//! is judged by the age of the token it refused: an old one (it may have expired during
+//! a long `Retry-After` or rate-limit wait) is renewed and the request retried, while a
+//! token renewed for this very request and refused within [`FRESH_TOKEN`] fails at
+//! once (the credential is refused); any other 4xx fails at once. After `max_retries`
+//! the request fails.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -43,6 +46,31 @@ pub struct Tenant {
     pub name: String,
     /// Its API host (data region).
     pub api_host: String,
+}
+
+/// A token younger than this when it was sent, renewed for the request it was refused
+/// on, means the credential itself is refused: no further renewal is tried.
+pub const FRESH_TOKEN: Duration = Duration::from_secs(1);
+
+/// What a Data Lake query over one window returned.
+#[derive(Debug)]
+pub enum Fetched {
+    /// Every row of the window, from every page.
+    Rows(Vec<Box<RawValue>>),
+    /// The window holds more rows than its budget: split it. `total` is the run's row
+    /// count when the API gave it (`pages.items`, asked for with `pageTotal=true`).
+    TooMany {
+        /// The run's row count, when known.
+        total: Option<u64>,
+    },
+}
+
+/// A token and when it was obtained.
+#[derive(Debug, Clone)]
+struct Token {
+    value: String,
+    obtained: Instant,
+    renew_at: Instant,
 }
 
 /// Limits requests to N per window, for several windows at once.
@@ -93,8 +121,8 @@ pub struct Client {
     global_url: String,
     client_id: String,
     secret: Secret,
-    /// The token and the instant to renew it (before it expires).
-    token: Mutex<Option<(String, Instant)>>,
+    /// The token, when it was obtained and when to renew it (before it expires).
+    token: Mutex<Option<Token>>,
     limiter: Mutex<RateLimiter>,
     max_retries: u32,
 }
@@ -149,11 +177,11 @@ impl Client {
 
     /// A valid access token, fetched or renewed as needed: a minute (at most a quarter
     /// of its lifetime) before it expires, or when `force`d after a 401.
-    async fn token(&self, force: bool) -> Result<String, CollectError> {
+    async fn token(&self, force: bool) -> Result<Token, CollectError> {
         let mut guard = self.token.lock().await;
-        if let Some((token, renew_at)) = guard.as_ref()
+        if let Some(token) = guard.as_ref()
             && !force
-            && Instant::now() < *renew_at
+            && Instant::now() < token.renew_at
         {
             return Ok(token.clone());
         }
@@ -209,9 +237,15 @@ impl Client {
         })?;
         let ttl = Duration::from_secs(body.expires_in.unwrap_or(3600));
         let margin = Duration::from_secs(60).min(ttl / 4);
-        *guard = Some((body.access_token.clone(), Instant::now() + ttl - margin));
+        let now = Instant::now();
+        let token = Token {
+            value: body.access_token,
+            obtained: now,
+            renew_at: now + ttl - margin,
+        };
+        *guard = Some(token.clone());
         tracing::debug!(expires_in = ttl.as_secs(), "new access token");
-        Ok(body.access_token)
+        Ok(token)
     }
 
     /// Sends one API request with the rate limit, the retry policy and the token.
@@ -224,14 +258,19 @@ impl Client {
         body: Option<&Value>,
     ) -> Result<Vec<u8>, CollectError> {
         let mut attempt = 0;
-        let mut refreshed = false;
+        // After a 401: fetch a new token for the next try.
+        let mut renew = false;
         loop {
-            let token = self.token(false).await?;
+            // Wait for the rate limit first, then take the token, so that a renewed
+            // token is sent the moment it arrives.
             self.throttle().await;
+            let token = self.token(renew).await?;
+            let renewed = std::mem::take(&mut renew);
+            let age = token.obtained.elapsed();
             let mut req = self
                 .http
                 .request(method.clone(), url)
-                .bearer_auth(&token)
+                .bearer_auth(&token.value)
                 .query(query);
             for (k, v) in headers {
                 req = req.header(*k, *v);
@@ -245,15 +284,26 @@ impl Client {
                         CollectError::Transport(format!("{url}: {}", without_url(&e)))
                     });
                 }
-                Ok(r) if r.status() == StatusCode::UNAUTHORIZED && !refreshed => {
-                    tracing::info!(url, "401: fetching a new token");
-                    refreshed = true;
-                    self.token(true).await?;
-                    continue;
+                Ok(r) if r.status() == StatusCode::UNAUTHORIZED => {
+                    if renewed && age < FRESH_TOKEN {
+                        return Err(CollectError::Auth(format!(
+                            "{url}: HTTP 401 for a token obtained {} ms before: the API refuses this credential",
+                            age.as_millis()
+                        )));
+                    }
+                    if attempt >= self.max_retries {
+                        return Err(CollectError::Auth(format!(
+                            "{url}: HTTP 401 after {attempt} token renewals and retries"
+                        )));
+                    }
+                    tracing::info!(
+                        url,
+                        token_age_ms = age.as_millis() as u64,
+                        "401: fetching a new token"
+                    );
+                    renew = true;
                 }
                 Ok(r) if retryable(r.status()) && attempt < self.max_retries => {
-                    // A later 401 (the token expired while we waited) may renew again.
-                    refreshed = false;
                     let wait = retry_after(&r).unwrap_or_else(|| self.backoff(attempt));
                     tracing::warn!(
                         url,
@@ -368,7 +418,10 @@ impl Client {
         }
     }
 
-    /// Runs a Data Lake query for `[from, to)` and returns every row of every page.
+    /// Runs a Data Lake query for `[from, to)` and returns every row of every page, or
+    /// [`Fetched::TooMany`] as soon as it is clear that the run holds more than
+    /// `max_rows` rows (from the first page's `pages.items`, or after `max_rows` rows
+    /// with more to come): the caller splits the window. `None` reads every page.
     pub async fn query(
         &self,
         tenant: &Tenant,
@@ -376,7 +429,8 @@ impl Client {
         from: jiff::Timestamp,
         to: jiff::Timestamp,
         q: &crate::collect::config::QuerySection,
-    ) -> Result<Vec<Box<RawValue>>, CollectError> {
+        max_rows: Option<u64>,
+    ) -> Result<Fetched, CollectError> {
         let base = format!("{}/xdr-query/v1/queries/runs", tenant.api_host);
         let headers = [("X-Tenant-ID", tenant.id.as_str())];
         let body = json!({ "adHocQuery": { "template": sql }, "from": from.to_string(), "to": to.to_string() });
@@ -422,22 +476,34 @@ impl Client {
         let mut key: Option<String> = None;
         loop {
             let mut query = vec![("pageSize", q.page_size.to_string())];
-            if let Some(k) = &key {
-                query.push(("pageFromKey", k.clone()));
+            match &key {
+                Some(k) => query.push(("pageFromKey", k.clone())),
+                None => query.push(("pageTotal", "true".into())),
             }
             let bytes = self
                 .request(Method::GET, &results, &headers, &query, None)
                 .await?;
             let page: Page = serde_json::from_slice(&bytes)
                 .map_err(|e| CollectError::Protocol(format!("{results}: {e}")))?;
+            let total = page.pages.as_ref().and_then(|p| p["items"].as_u64());
+            if key.is_none()
+                && let (Some(max), Some(total)) = (max_rows, total)
+                && total > max
+            {
+                return Ok(Fetched::TooMany { total: Some(total) });
+            }
             rows.extend(page.items);
             key = page
                 .pages
                 .as_ref()
                 .and_then(|p| p["nextKey"].as_str())
                 .map(String::from);
-            if key.is_none() {
-                return Ok(rows);
+            match (&key, max_rows) {
+                (None, _) => return Ok(Fetched::Rows(rows)),
+                (Some(_), Some(max)) if rows.len() as u64 >= max => {
+                    return Ok(Fetched::TooMany { total: None });
+                }
+                _ => {}
             }
         }
     }

@@ -102,8 +102,19 @@ pub struct QuerySection {
     pub lookback_secs: u64,
     /// How far before the checkpoint each window starts again, seconds.
     pub overlap_secs: u64,
-    /// The longest window one query covers, seconds.
+    /// The longest window one query covers, seconds (default 30 days: windows are as wide
+    /// as their results allow, see `max_window_pages`).
     pub max_window_secs: u64,
+    /// The page budget of one window: a window whose results would take more pages than
+    /// this is split (its run abandoned after the first page), so that one window's rows
+    /// stay bounded in memory and one crash repeats a bounded amount of work.
+    pub max_window_pages: u32,
+    /// How far back the late sweep looks, seconds: a row that reaches the Data Lake up to
+    /// this long after its `calendar_time` is still delivered (default 3 days, at most
+    /// 30 days; 0 turns the sweep off).
+    pub late_horizon_secs: u64,
+    /// How often a tenant's late sweep starts, seconds (default 1 hour).
+    pub late_sweep_secs: u64,
     /// Pause between two polls of a query run, milliseconds.
     pub poll_interval_ms: u64,
     /// Give up on a query run after this long, seconds.
@@ -121,7 +132,10 @@ impl Default for QuerySection {
             threshold: 3,
             lookback_secs: 86_400,
             overlap_secs: 600,
-            max_window_secs: 3_600,
+            max_window_secs: 30 * 86_400,
+            max_window_pages: 10,
+            late_horizon_secs: 3 * 86_400,
+            late_sweep_secs: 3_600,
             poll_interval_ms: 2_000,
             query_timeout_secs: 600,
             page_size: 1_000,
@@ -273,6 +287,23 @@ impl CollectConfig {
                 "query.page_size is 1 to 2000, and query.max_window_secs at least 1".into(),
             ));
         }
+        if q.max_window_pages == 0 {
+            return Err(CollectError::Config(
+                "query.max_window_pages is at least 1".into(),
+            ));
+        }
+        if q.late_horizon_secs > 30 * 86_400 {
+            return Err(CollectError::Config(
+                "query.late_horizon_secs is at most 30 days (2592000), what the Data Lake keeps"
+                    .into(),
+            ));
+        }
+        if q.late_horizon_secs > 0 && q.late_sweep_secs == 0 {
+            return Err(CollectError::Config(
+                "query.late_sweep_secs is at least 1 (set late_horizon_secs = 0 to turn the sweep off)"
+                    .into(),
+            ));
+        }
         let o = &file.output;
         let complete = match o.kind.as_str() {
             "file" => o.path.is_some(),
@@ -309,6 +340,17 @@ impl CollectConfig {
     /// The overlap between windows.
     pub fn overlap(&self) -> Duration {
         Duration::from_secs(self.file.query.overlap_secs)
+    }
+
+    /// How far back a late sweep reaches: the horizon, plus one sweep interval and one
+    /// overlap, so that a row arriving just inside the horizon is still in reach of the
+    /// first sweep that starts after it arrives. Zero when the sweep is off.
+    pub fn sweep_reach(&self) -> Duration {
+        let q = &self.file.query;
+        if q.late_horizon_secs == 0 {
+            return Duration::ZERO;
+        }
+        Duration::from_secs(q.late_horizon_secs + q.late_sweep_secs + q.overlap_secs)
     }
 
     /// The syslog sink settings, for `type = "syslog"`.

@@ -1,24 +1,34 @@
 //! `collect`: pulls Threat Analysis Center rows from Sophos Central, normalizes them
 //! and delivers them, with no loss and no duplicates.
 //!
-//! For each tenant, windows of `[checkpoint − overlap, min(checkpoint + max_window, now))`
-//! (the first run starts at now − lookback) are queried in the XDR Data Lake. Rows whose
-//! key (`record_identifier`, or a SHA-256 of the row) was delivered before are dropped;
-//! the others are normalized and delivered to the sink. The checkpoint moves only after
-//! the sink acknowledged the whole window, in the same transaction that records the
-//! keys. Before delivering, the sink's mark is recorded; after a crash (even `kill -9`)
-//! the sink is repaired back to that mark on restart, and the window is fetched again.
-//! So a crash repeats at most one window's work and, with a file sink, never loses or
-//! duplicates a row.
+//! Each pass has two lanes per tenant, live first:
+//!
+//! - **Live**: `[checkpoint − overlap, now)` (the first run starts at now − lookback) is
+//!   queried in the XDR Data Lake, as one window when its results fit the page budget
+//!   (`max_window_pages`), split into narrower windows when they do not.
+//! - **Late sweep**: every `late_sweep_secs`, `[now − reach, checkpoint)` is queried
+//!   again (reach = `late_horizon_secs` + `late_sweep_secs` + `overlap_secs`, never
+//!   before the tenant's first window), in windows sized the same way, so that a row
+//!   that reaches the Data Lake up to `late_horizon_secs` after its `calendar_time` is
+//!   still delivered. Its progress is kept in the state, so a crash resumes it.
+//!
+//! Rows whose key (`record_identifier`, or a SHA-256 of the row) was delivered before
+//! are dropped; keys live as long as any window can return their row. The others are
+//! normalized and delivered to the sink. The checkpoint (or the sweep's cursor) moves
+//! only after the sink acknowledged the whole window, in the same transaction that
+//! records the keys. Before delivering, the sink's mark is recorded; after a crash (even
+//! `kill -9`) the sink is repaired back to that mark on restart, and the window is
+//! fetched again. So a crash repeats at most one window's work and, with a file sink,
+//! never loses or duplicates a row.
 
 pub mod client;
 pub mod config;
 pub mod state;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
 use serde_json::value::RawValue;
@@ -27,9 +37,13 @@ use sha2::{Digest, Sha256};
 use crate::mapping::Profile;
 use crate::normalizer::{LineOutcome, Normalizer};
 use crate::sinks::{EsSink, FileSink, Rotation, Sink, StdoutSink, SyslogSink};
-use client::{Client, Principal, Tenant};
+use client::{Client, Fetched, Principal, Tenant};
 use config::CollectConfig;
-use state::State;
+use state::{Progress, State};
+
+/// The narrowest window: one that still holds more rows than the page budget is read
+/// whole rather than split again.
+const MIN_WINDOW: SignedDuration = SignedDuration::from_secs(1);
 
 /// What can go wrong while collecting.
 #[derive(Debug, thiserror::Error)]
@@ -86,8 +100,44 @@ pub struct PassSummary {
     pub duplicates: u64,
     /// Documents delivered.
     pub delivered: u64,
+    /// Of those, rows that only a late sweep caught.
+    pub late: u64,
     /// Rows that are not rows (kept in `rejects.ndjson` in the state directory).
     pub rejected: u64,
+    /// Late sweeps finished in this pass.
+    pub sweeps_finished: usize,
+    /// Tenants whose sweep is behind: it has been due for longer than `late_sweep_secs`.
+    pub sweeps_behind: usize,
+}
+
+impl PassSummary {
+    fn add(&mut self, o: &PassSummary) {
+        self.rows += o.rows;
+        self.duplicates += o.duplicates;
+        self.delivered += o.delivered;
+        self.late += o.late;
+        self.rejected += o.rejected;
+        self.sweeps_finished += o.sweeps_finished;
+        self.sweeps_behind += o.sweeps_behind;
+    }
+}
+
+/// The two lanes of a tenant's collection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    /// From the checkpoint to now.
+    Live,
+    /// The late sweep, over the horizon behind the checkpoint.
+    Sweep,
+}
+
+impl Lane {
+    fn name(self) -> &'static str {
+        match self {
+            Lane::Live => "live",
+            Lane::Sweep => "sweep",
+        }
+    }
 }
 
 /// A running collector: client, state, sink and normalizer.
@@ -98,6 +148,10 @@ pub struct Collector {
     sink: Mutex<Box<dyn Sink>>,
     rejects: Mutex<std::fs::File>,
     normalizer: Normalizer,
+    /// Per tenant, the widest window its recent results allow (learned; starts wide).
+    spans: Mutex<HashMap<String, SignedDuration>>,
+    /// Held for the collector's life: one collector per state directory.
+    _lock: std::fs::File,
 }
 
 impl std::fmt::Debug for Collector {
@@ -112,9 +166,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+fn secs(n: u64) -> SignedDuration {
+    SignedDuration::from_secs(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+fn from_ms(ms: i64) -> Timestamp {
+    Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
 impl Collector {
-    /// Opens the state and the sink, and repairs a delivery a crash interrupted.
+    /// Opens the state and the sink, and repairs a delivery a crash interrupted. Fails
+    /// when another collector runs on the same state directory.
     pub fn open(config: CollectConfig) -> Result<Collector, CollectError> {
+        let dir_lock = state::lock_dir(&config.file.state_dir)?;
         let state = State::open(&config.file.state_dir)?;
         let o = &config.file.output;
         let mut sink: Box<dyn Sink> = match o.kind.as_str() {
@@ -150,6 +214,8 @@ impl Collector {
             state: Mutex::new(state),
             sink: Mutex::new(sink),
             rejects: Mutex::new(rejects),
+            spans: Mutex::new(HashMap::new()),
+            _lock: dir_lock,
             config,
         })
     }
@@ -180,84 +246,313 @@ impl Collector {
         Ok(chosen)
     }
 
-    /// One pass: every tenant, up to `limits.concurrency` at a time, each until it is
-    /// caught up. A failing tenant is recorded and skipped; the others go on.
-    pub async fn pass(self: &Arc<Self>, tenants: &[Tenant]) -> PassSummary {
+    /// One pass, live first: every tenant's live lane until it is caught up (up to
+    /// `limits.concurrency` tenants at a time), then the late sweeps that are due,
+    /// longest-due first, until `sweep_deadline` (`None`: every due sweep to its end).
+    /// A failing tenant is recorded and skipped; the others go on.
+    pub async fn pass(
+        self: &Arc<Self>,
+        tenants: &[Tenant],
+        sweep_deadline: Option<Instant>,
+    ) -> PassSummary {
+        let mut summary = PassSummary::default();
+        let live = self
+            .each_tenant(tenants.to_vec(), |me, tenant| async move {
+                me.live(&tenant).await
+            })
+            .await;
+        let mut healthy = Vec::new();
+        for (tenant, result) in live {
+            match result {
+                Ok(s) => {
+                    summary.add(&s);
+                    healthy.push(tenant);
+                }
+                Err(e) => self.tenant_failed(&mut summary, &tenant, &e),
+            }
+        }
+        if self.config.file.query.late_horizon_secs > 0 {
+            // Longest-due first, so that a tight budget cannot starve the same tenants.
+            let due = |t: &Tenant| {
+                lock(&self.state)
+                    .tenant(&t.id)
+                    .ok()
+                    .flatten()
+                    .and_then(|t| t.sweep.due_ms)
+                    .unwrap_or(i64::MAX)
+            };
+            healthy.sort_by_cached_key(due);
+            let sweeps = self
+                .each_tenant(healthy, move |me, tenant| async move {
+                    me.sweep(&tenant, sweep_deadline).await
+                })
+                .await;
+            for (tenant, result) in sweeps {
+                match result {
+                    Ok(s) => summary.add(&s),
+                    Err(e) => self.tenant_failed(&mut summary, &tenant, &e),
+                }
+            }
+        }
+        summary.tenants_ok = tenants.len() - summary.tenants_failed;
+        summary
+    }
+
+    /// Runs `work` for every tenant, `limits.concurrency` at a time, in the given order.
+    async fn each_tenant<F, Fut>(
+        self: &Arc<Self>,
+        tenants: Vec<Tenant>,
+        work: F,
+    ) -> Vec<(Tenant, Result<PassSummary, CollectError>)>
+    where
+        F: Fn(Arc<Self>, Tenant) -> Fut,
+        Fut: std::future::Future<Output = Result<PassSummary, CollectError>> + Send + 'static,
+    {
         let permits = Arc::new(tokio::sync::Semaphore::new(
             self.config.file.limits.concurrency.max(1),
         ));
         let mut tasks = tokio::task::JoinSet::new();
-        for tenant in tenants.iter().cloned() {
-            let (me, permits) = (Arc::clone(self), Arc::clone(&permits));
-            tasks.spawn(async move {
-                let _permit = permits.acquire_owned().await;
-                let result = me.collect_tenant(&tenant).await;
-                (tenant, result)
+        let mut ids = HashMap::new();
+        for tenant in tenants {
+            // Taken in order, so that the first tenants start first.
+            let permit = Arc::clone(&permits).acquire_owned().await;
+            let job = work(Arc::clone(self), tenant.clone());
+            let handle = tasks.spawn(async move {
+                let _permit = permit;
+                job.await
             });
+            ids.insert(handle.id(), tenant);
         }
-        let mut summary = PassSummary::default();
-        while let Some(joined) = tasks.join_next().await {
-            let (tenant, result) = match joined {
-                Ok(done) => done,
-                Err(e) => {
-                    // A task that panicked: count it; its tenant is retried next pass.
-                    summary.tenants_failed += 1;
-                    tracing::error!(error = %e, "a tenant task failed");
-                    continue;
-                }
-            };
-            match result {
-                Ok(s) => {
-                    summary.tenants_ok += 1;
-                    summary.rows += s.rows;
-                    summary.duplicates += s.duplicates;
-                    summary.delivered += s.delivered;
-                    summary.rejected += s.rejected;
+        let mut results = Vec::new();
+        while let Some(joined) = tasks.join_next_with_id().await {
+            match joined {
+                Ok((id, result)) => {
+                    if let Some(tenant) = ids.remove(&id) {
+                        results.push((tenant, result));
+                    }
                 }
                 Err(e) => {
-                    summary.tenants_failed += 1;
-                    tracing::error!(tenant = %tenant.id, name = %tenant.name, error = %e, "tenant failed; it will be retried");
-                    let _ = lock(&self.state).record_error(&tenant.id, &e.to_string());
+                    // A task that panicked counts as a failed tenant, retried next pass.
+                    if let Some(tenant) = ids.remove(&e.id()) {
+                        let message = format!("the tenant's task failed: {e}");
+                        results.push((tenant, Err(CollectError::State(message))));
+                    }
                 }
             }
         }
-        summary
+        results
     }
 
-    /// Collects one tenant until its checkpoint reaches now.
-    async fn collect_tenant(&self, tenant: &Tenant) -> Result<PassSummary, CollectError> {
+    fn tenant_failed(&self, summary: &mut PassSummary, tenant: &Tenant, e: &CollectError) {
+        summary.tenants_failed += 1;
+        tracing::error!(tenant = %tenant.id, name = %tenant.name, error = %e, "tenant failed; it will be retried");
+        let _ = lock(&self.state).record_error(&tenant.id, &e.to_string());
+    }
+
+    /// The live lane: windows from the checkpoint until it reaches now; then forgets the
+    /// keys no window can return any more.
+    async fn live(&self, tenant: &Tenant) -> Result<PassSummary, CollectError> {
         let q = &self.config.file.query;
-        let overlap = SignedDuration::from_secs(q.overlap_secs as i64);
-        let max_window = SignedDuration::from_secs(q.max_window_secs as i64);
-        let sql = self.config.sql();
         let mut total = PassSummary::default();
         loop {
             let now = Timestamp::now();
-            let checkpoint = lock(&self.state)
-                .checkpoint(&tenant.id)?
-                .and_then(|ms| Timestamp::from_millisecond(ms).ok());
-            let lookback = SignedDuration::from_secs(q.lookback_secs as i64);
-            let (from, to) = window(checkpoint, now, lookback, overlap, max_window);
-            let rows = self.client.query(tenant, &sql, from, to, q).await?;
-            // Delivery blocks (file sync, HTTP with retries): off the async workers.
-            let s = tokio::task::block_in_place(|| self.deliver(tenant, &rows, to))?;
-            tracing::info!(tenant = %tenant.id, from = %from, to = %to, rows = s.rows, duplicates = s.duplicates, delivered = s.delivered, rejected = s.rejected, "window delivered");
-            total.rows += s.rows;
-            total.duplicates += s.duplicates;
-            total.delivered += s.delivered;
-            total.rejected += s.rejected;
+            let checkpoint = lock(&self.state).checkpoint(&tenant.id)?.map(from_ms);
+            let from = live_start(checkpoint, now, secs(q.lookback_secs), secs(q.overlap_secs));
+            if let Some(c) = checkpoint {
+                tracing::debug!(tenant = %tenant.id, lag_secs = now.duration_since(c).as_secs(), "live lane");
+            }
+            // A window ends past the checkpoint however dense the rows, or it would
+            // not move forward.
+            let floor = checkpoint.map_or(from, |c| c.max(from)) + MIN_WINDOW;
+            let (to, rows) = self.fetch_window(tenant, from, floor, now).await?;
+            let progress = Progress::Live {
+                from_ms: from.as_millisecond(),
+                checkpoint_ms: to.as_millisecond(),
+            };
+            let s = self.deliver_window(tenant, Lane::Live, from, to, &rows, progress)?;
+            total.add(&s);
             if to >= now {
+                break;
+            }
+        }
+        let now = Timestamp::now();
+        let checkpoint = lock(&self.state).checkpoint(&tenant.id)?.map(from_ms);
+        if let Some(c) = checkpoint {
+            let reach = SignedDuration::try_from(self.config.sweep_reach()).unwrap_or_default();
+            let overlap = secs(q.overlap_secs);
+            let before = (now - reach).min(c - overlap) - overlap;
+            let pruned = lock(&self.state).prune(&tenant.id, before.as_millisecond())?;
+            if pruned > 0 {
+                tracing::debug!(tenant = %tenant.id, pruned, "forgot keys no window can return");
+            }
+        }
+        Ok(total)
+    }
+
+    /// The late sweep: when it is due, re-queries `[now − reach, checkpoint)` (never
+    /// before the tenant's first window) and delivers what was not delivered before.
+    /// Stops at `deadline` between two windows; the next pass resumes at the cursor.
+    async fn sweep(
+        &self,
+        tenant: &Tenant,
+        deadline: Option<Instant>,
+    ) -> Result<PassSummary, CollectError> {
+        let q = &self.config.file.query;
+        let every = secs(q.late_sweep_secs);
+        let reach = SignedDuration::try_from(self.config.sweep_reach()).unwrap_or_default();
+        let mut total = PassSummary::default();
+        let Some(t) = lock(&self.state).tenant(&tenant.id)? else {
+            return Ok(total);
+        };
+        let (Some(checkpoint), Some(origin)) = (t.checkpoint_ms, t.origin_ms) else {
+            return Ok(total); // no live window yet
+        };
+        let now = Timestamp::now();
+        let Some(due) = t.sweep.due_ms else {
+            // The first live windows just read everything: the first sweep is one
+            // interval away.
+            lock(&self.state).schedule_sweep(&tenant.id, (now + every).as_millisecond())?;
+            return Ok(total);
+        };
+        let overdue = now.as_millisecond() - due;
+        if overdue > every.as_millis() as i64 {
+            total.sweeps_behind = 1;
+            tracing::warn!(
+                tenant = %tenant.id,
+                name = %tenant.name,
+                overdue_secs = overdue / 1000,
+                "the late sweep is behind: the API budget does not cover every tenant's sweep within late_sweep_secs (raise late_sweep_secs or the limits, or lower late_horizon_secs)"
+            );
+        }
+        if !t.sweep.running() {
+            if overdue < 0 {
                 return Ok(total);
+            }
+            let begin = (now - reach).as_millisecond().max(origin);
+            lock(&self.state).start_sweep(&tenant.id, begin, checkpoint)?;
+            tracing::info!(tenant = %tenant.id, from = %from_ms(begin), to = %from_ms(checkpoint), "late sweep started");
+        }
+        loop {
+            let Some(t) = lock(&self.state).tenant(&tenant.id)? else {
+                return Ok(total);
+            };
+            let (Some(cursor), Some(end)) = (t.sweep.cursor_ms, t.sweep.end_ms) else {
+                return Ok(total);
+            };
+            let now = Timestamp::now();
+            let from = from_ms(cursor.max((now - reach).as_millisecond()));
+            let end = from_ms(end);
+            if from >= end {
+                let started = t.sweep.started_ms.unwrap_or(now.as_millisecond());
+                let next = started + every.as_millis() as i64;
+                lock(&self.state).finish_sweep(&tenant.id, next)?;
+                total.sweeps_finished += 1;
+                tracing::info!(
+                    tenant = %tenant.id,
+                    rows = t.sweep.rows,
+                    windows = t.sweep.windows,
+                    secs = (now.as_millisecond() - started) / 1000,
+                    next = %from_ms(next),
+                    "late sweep done"
+                );
+                return Ok(total);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                tracing::debug!(tenant = %tenant.id, cursor = %from, "late sweep paused until the next pass (live windows first)");
+                return Ok(total);
+            }
+            let (to, rows) = self
+                .fetch_window(tenant, from, from + MIN_WINDOW, end)
+                .await?;
+            let progress = Progress::Sweep {
+                cursor_ms: to.as_millisecond(),
+            };
+            let s = self.deliver_window(tenant, Lane::Sweep, from, to, &rows, progress)?;
+            total.add(&s);
+        }
+    }
+
+    /// Queries `[from, end)`, or its widest start `[from, to)` whose results fit the page
+    /// budget, with `to` at least `floor`; returns `to` and the rows. A window over
+    /// budget is abandoned after its first page and narrowed in proportion to its row
+    /// count (or halved when the API does not give the count); the narrower width is
+    /// remembered for the tenant, and doubled again after windows that used less than a
+    /// quarter of the budget. A window that cannot be narrowed (down to `floor`) is read
+    /// whole, whatever its size.
+    async fn fetch_window(
+        &self,
+        tenant: &Tenant,
+        from: Timestamp,
+        floor: Timestamp,
+        end: Timestamp,
+    ) -> Result<(Timestamp, Vec<Box<RawValue>>), CollectError> {
+        let q = &self.config.file.query;
+        let budget = u64::from(q.max_window_pages) * u64::from(q.page_size);
+        let widest = secs(q.max_window_secs).max(MIN_WINDOW);
+        let sql = self.config.sql();
+        let mut span = lock(&self.spans)
+            .get(&tenant.id)
+            .copied()
+            .unwrap_or(widest)
+            .min(widest);
+        loop {
+            let to = (from + span).max(floor).min(end);
+            let width = to.duration_since(from);
+            let limit = (to > floor).then_some(budget);
+            match self.client.query(tenant, &sql, from, to, q, limit).await? {
+                Fetched::Rows(rows) => {
+                    let next = if to < end && (rows.len() as u64) < budget / 4 {
+                        (span * 2).min(widest)
+                    } else {
+                        span
+                    };
+                    lock(&self.spans).insert(tenant.id.clone(), next);
+                    return Ok((to, rows));
+                }
+                Fetched::TooMany { total } => {
+                    let factor = total.map_or(0.5, |t| (0.8 * budget as f64 / t as f64).min(0.5));
+                    span =
+                        SignedDuration::from_secs_f64(width.as_secs_f64() * factor).max(MIN_WINDOW);
+                    lock(&self.spans).insert(tenant.id.clone(), span);
+                    tracing::info!(
+                        tenant = %tenant.id,
+                        from = %from,
+                        to = %to,
+                        rows = total,
+                        budget,
+                        narrower_secs = span.as_secs(),
+                        "the window holds more rows than its page budget: narrowing it"
+                    );
+                }
             }
         }
     }
 
-    /// Dedups, normalizes and delivers one window's rows, then moves the checkpoint.
+    /// Delivers one window's rows (off the async workers: file sync and HTTP block),
+    /// and logs it.
+    fn deliver_window(
+        &self,
+        tenant: &Tenant,
+        lane: Lane,
+        from: Timestamp,
+        to: Timestamp,
+        rows: &[Box<RawValue>],
+        progress: Progress,
+    ) -> Result<PassSummary, CollectError> {
+        let s = tokio::task::block_in_place(|| self.deliver(tenant, lane, rows, to, progress))?;
+        tracing::info!(tenant = %tenant.id, lane = lane.name(), from = %from, to = %to, rows = s.rows, duplicates = s.duplicates, delivered = s.delivered, rejected = s.rejected, "window delivered");
+        Ok(s)
+    }
+
+    /// Dedups, normalizes and delivers one window's rows, then records the keys and
+    /// moves the checkpoint or the sweep's cursor.
     fn deliver(
         &self,
         tenant: &Tenant,
+        lane: Lane,
         rows: &[Box<RawValue>],
         to: Timestamp,
+        progress: Progress,
     ) -> Result<PassSummary, CollectError> {
         let mut s = PassSummary {
             rows: rows.len() as u64,
@@ -272,7 +567,8 @@ impl Collector {
         {
             let state = lock(&self.state);
             for row in rows {
-                let key = row_key(row.get());
+                let meta = RowMeta::of(row.get());
+                let key = meta.key.clone();
                 if !in_window.insert(key.clone()) || state.seen(&tenant.id, &key)? {
                     s.duplicates += 1;
                     continue;
@@ -283,6 +579,16 @@ impl Collector {
                 {
                     LineOutcome::Normalized => {
                         s.delivered += 1;
+                        if lane == Lane::Sweep {
+                            s.late += 1;
+                            tracing::info!(
+                                tenant = %tenant.id,
+                                key = %key,
+                                calendar_time = meta.calendar_time.map(|t| t.to_string()),
+                                lateness_secs = meta.lateness().map(|d| d.as_secs()),
+                                "late row caught by the sweep"
+                            );
+                        }
                         ids.push(format!("{}:{key}", tenant.id));
                     }
                     LineOutcome::Blank => {}
@@ -295,6 +601,8 @@ impl Collector {
                             .map_err(|e| CollectError::State(format!("rejects.ndjson: {e}")))?;
                     }
                 }
+                // Kept until the window's end (at or after the row's own time) leaves
+                // every window's reach; see `live`.
                 keys.push((key, to.as_millisecond()));
             }
         }
@@ -309,23 +617,20 @@ impl Collector {
             crash_point();
             Some(id)
         };
-        lock(&self.state).commit_delivery(
-            outbox,
-            &tenant.id,
-            &keys,
-            to.as_millisecond(),
-            self.config.file.query.overlap_secs as i64 * 1000,
-        )?;
+        lock(&self.state).commit_delivery(outbox, &tenant.id, &keys, s.delivered, progress)?;
         sink.committed()?;
         Ok(s)
     }
 
-    /// Runs passes until stopped (Ctrl-C / SIGTERM), or once.
+    /// Runs passes until stopped (Ctrl-C / SIGTERM), or once. In service mode the late
+    /// sweeps of a pass stop at the next pass's start (`interval_secs`), so that live
+    /// windows come first; `once` runs every due sweep to its end.
     pub async fn run(self: Arc<Self>, once: bool) -> Result<PassSummary, CollectError> {
         let interval = Duration::from_secs(self.config.file.query.interval_secs.max(1));
         loop {
+            let deadline = (!once).then(|| Instant::now() + interval);
             let summary = match self.discover().await {
-                Ok(tenants) => self.pass(&tenants).await,
+                Ok(tenants) => self.pass(&tenants, deadline).await,
                 Err(e) if once => return Err(e),
                 Err(e) => {
                     tracing::error!(error = %e, "discovery failed; retrying next pass");
@@ -338,7 +643,10 @@ impl Collector {
                 rows = summary.rows,
                 duplicates = summary.duplicates,
                 delivered = summary.delivered,
+                late = summary.late,
                 rejected = summary.rejected,
+                sweeps_finished = summary.sweeps_finished,
+                sweeps_behind = summary.sweeps_behind,
                 "pass done"
             );
             if once {
@@ -379,24 +687,22 @@ async fn shutdown() {
     }
 }
 
-/// The next window of a tenant: `[checkpoint − overlap, checkpoint + max_window)`, or
-/// from `now − lookback` on the first run; never older than 30 days (what the Data
-/// Lake keeps), never past now.
-fn window(
+/// Where a tenant's next live window starts: the checkpoint minus the overlap, or
+/// `now − lookback` on the first run; never older than 30 days (what the Data Lake
+/// keeps). It ends at now, or earlier when its results do not fit the page budget.
+fn live_start(
     checkpoint: Option<Timestamp>,
     now: Timestamp,
     lookback: SignedDuration,
     overlap: SignedDuration,
-    max_window: SignedDuration,
-) -> (Timestamp, Timestamp) {
+) -> Timestamp {
     let oldest = now - SignedDuration::from_hours(24 * 30);
-    let (from, base) = match checkpoint {
-        Some(c) => (c - overlap, c),
-        None => (now - lookback, now - lookback),
+    let from = match checkpoint {
+        Some(c) => c - overlap,
+        None => now - lookback,
     };
     // After a long outage the checkpoint may be older than the Data Lake's 30 days.
-    let (from, base) = (from.max(oldest), base.max(oldest));
-    (from, (base + max_window).min(now))
+    from.max(oldest).min(now)
 }
 
 /// A fault-injection point for crash tests: with `SOPHOS_TAC_CRASH_AFTER_DELIVERIES=N`,
@@ -414,23 +720,56 @@ fn crash_point() {
     }
 }
 
-/// A row's dedup key: its `record_identifier`, or a SHA-256 of its JSON text.
-pub fn row_key(row: &str) -> String {
-    #[derive(serde::Deserialize)]
-    struct Id<'a> {
-        #[serde(borrow)]
-        record_identifier: Option<std::borrow::Cow<'a, str>>,
-    }
-    match serde_json::from_str::<Id>(row) {
-        Ok(Id {
-            record_identifier: Some(id),
-        }) if !id.is_empty() => format!("id:{id}"),
-        _ => {
-            let digest = Sha256::digest(row.as_bytes());
-            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-            format!("sha256:{hex}")
+/// What the collector reads of a row besides its mapping: its dedup key and its times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowMeta {
+    /// The dedup key: `id:` and the `record_identifier`, or `sha256:` and a hash of the
+    /// row's JSON text when it has none.
+    pub key: String,
+    /// The row's `calendar_time`, when it has a valid one.
+    pub calendar_time: Option<Timestamp>,
+    /// When the row reached the Data Lake (`ingestion_timestamp`), when valid.
+    pub ingestion_time: Option<Timestamp>,
+}
+
+impl RowMeta {
+    /// Reads a row's key and times (a row that is not a JSON object gets a hash key).
+    pub fn of(row: &str) -> RowMeta {
+        #[derive(serde::Deserialize)]
+        struct Fields<'a> {
+            #[serde(borrow)]
+            record_identifier: Option<std::borrow::Cow<'a, str>>,
+            #[serde(borrow)]
+            calendar_time: Option<std::borrow::Cow<'a, str>>,
+            #[serde(borrow)]
+            ingestion_timestamp: Option<std::borrow::Cow<'a, str>>,
+        }
+        let fields = serde_json::from_str::<Fields>(row).ok();
+        let time = |t: Option<&std::borrow::Cow<'_, str>>| t.and_then(|t| t.parse().ok());
+        let key = match fields.as_ref().and_then(|f| f.record_identifier.as_deref()) {
+            Some(id) if !id.is_empty() => format!("id:{id}"),
+            _ => {
+                let digest = Sha256::digest(row.as_bytes());
+                let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+                format!("sha256:{hex}")
+            }
+        };
+        RowMeta {
+            key,
+            calendar_time: time(fields.as_ref().and_then(|f| f.calendar_time.as_ref())),
+            ingestion_time: time(fields.as_ref().and_then(|f| f.ingestion_timestamp.as_ref())),
         }
     }
+
+    /// How late the row reached the Data Lake: `ingestion_timestamp − calendar_time`.
+    pub fn lateness(&self) -> Option<SignedDuration> {
+        Some(self.ingestion_time?.duration_since(self.calendar_time?))
+    }
+}
+
+/// A row's dedup key: its `record_identifier`, or a SHA-256 of its JSON text.
+pub fn row_key(row: &str) -> String {
+    RowMeta::of(row).key
 }
 
 #[cfg(test)]
@@ -438,21 +777,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn windows() {
+    fn live_windows_start_at_the_checkpoint_minus_the_overlap() {
         let now: Timestamp = "2024-06-01T12:00:00Z".parse().unwrap();
-        let (h, m) = (SignedDuration::from_hours(1), SignedDuration::from_mins(10));
+        let m = SignedDuration::from_mins(10);
         let day = SignedDuration::from_hours(24);
-        // first run: from now − lookback, one max_window long
-        assert_eq!(window(None, now, day, m, h), (now - day, now - day + h));
-        // then from the checkpoint minus the overlap, capped at now
+        // first run: from now − lookback
+        assert_eq!(live_start(None, now, day, m), now - day);
+        // then from the checkpoint minus the overlap
         let c = now - SignedDuration::from_mins(30);
-        assert_eq!(window(Some(c), now, day, m, h), (c - m, now));
+        assert_eq!(live_start(Some(c), now, day, m), c - m);
         // a checkpoint older than 30 days restarts at the oldest the Data Lake keeps
         let old = now - SignedDuration::from_hours(24 * 60);
         let oldest = now - SignedDuration::from_hours(24 * 30);
-        let (from, to) = window(Some(old), now, day, m, h);
-        assert_eq!((from, to), (oldest, oldest + h));
-        assert!(from < to);
+        assert_eq!(live_start(Some(old), now, day, m), oldest);
+        // a lookback beyond 30 days too
+        assert_eq!(live_start(None, now, day * 45, m), oldest);
+    }
+
+    #[test]
+    fn row_meta_reads_the_key_and_the_lateness() {
+        let m = RowMeta::of(
+            r#"{"record_identifier":"r1","calendar_time":"2024-06-01T10:00:00.000Z","ingestion_timestamp":"2024-06-02T10:30:00Z"}"#,
+        );
+        assert_eq!(m.key, "id:r1");
+        assert_eq!(m.lateness(), Some(SignedDuration::from_mins(24 * 60 + 30)));
+        let m = RowMeta::of(r#"{"calendar_time":"not a time"}"#);
+        assert_eq!((m.calendar_time, m.lateness()), (None, None));
+        assert!(RowMeta::of("[1,2]").key.starts_with("sha256:"));
     }
 
     #[test]

@@ -50,22 +50,82 @@ fn status(config: &CollectConfig) -> anyhow::Result<u8> {
             .map_or("-".to_string(), |t| t.to_string())
     };
     println!(
-        "{:<38} {:<24} {:<26} {:>10} {:>10}  last error",
-        "tenant", "name", "checkpoint", "lag (s)", "delivered"
+        "{:<38} {:<24} {:<26} {:>10} {:>10} {:>8}  {:<52}  last error",
+        "tenant", "name", "checkpoint", "lag (s)", "delivered", "late", "late sweep"
     );
     for t in Collector::status(&config.file.state_dir)? {
         let lag = t
             .checkpoint_ms
             .map_or("-".to_string(), |c| ((now - c) / 1000).to_string());
         println!(
-            "{:<38} {:<24} {:<26} {:>10} {:>10}  {}",
+            "{:<38} {:<24} {:<26} {:>10} {:>10} {:>8}  {:<52}  {}",
             t.id,
             t.name,
             show(t.checkpoint_ms),
             lag,
             t.delivered,
+            t.late,
+            sweep_status(&t.sweep, config, now),
             t.last_error.as_deref().unwrap_or("-")
         );
     }
     Ok(EXIT_OK)
+}
+
+/// One line on a tenant's late sweep: running (progress) or idle (when it is next due),
+/// the last one's rows, and BEHIND when it has been due longer than `late_sweep_secs`.
+fn sweep_status(
+    sweep: &sophos_tac::collect::state::SweepState,
+    config: &CollectConfig,
+    now: i64,
+) -> String {
+    let q = &config.file.query;
+    if q.late_horizon_secs == 0 {
+        return "off".into();
+    }
+    let ago = |ms: i64| human((now - ms).max(0) / 1000);
+    let mut parts = Vec::new();
+    if let Some(due) = sweep.due_ms
+        && now - due > q.late_sweep_secs as i64 * 1000
+    {
+        parts.push(format!(
+            "BEHIND by {}",
+            ago(due + q.late_sweep_secs as i64 * 1000)
+        ));
+    }
+    match (sweep.begin_ms, sweep.cursor_ms, sweep.end_ms) {
+        (Some(begin), Some(cursor), Some(end)) => {
+            let done = (cursor - begin) as f64 / (end - begin).max(1) as f64;
+            parts.push(format!(
+                "running {:.0}%, {} rows, {} windows, for {}",
+                (100.0 * done).clamp(0.0, 100.0),
+                sweep.rows,
+                sweep.windows,
+                sweep.started_ms.map_or("-".into(), ago)
+            ));
+        }
+        _ => {
+            if let Some(done) = sweep.done_ms {
+                parts.push(format!("last {} ago: {} rows", ago(done), sweep.rows));
+            }
+            match sweep.due_ms {
+                Some(due) if due > now => {
+                    parts.push(format!("next in {}", human((due - now) / 1000)))
+                }
+                Some(_) => parts.push("due".into()),
+                None => parts.push("first after the first pass".into()),
+            }
+        }
+    }
+    parts.join("; ")
+}
+
+/// A duration for people: `45s`, `12m`, `3h05m`, `2d04h`.
+fn human(secs: i64) -> String {
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3_600 => format!("{}m", s / 60),
+        s if s < 86_400 => format!("{}h{:02}m", s / 3_600, s % 3_600 / 60),
+        s => format!("{}d{:02}h", s / 86_400, s % 86_400 / 3_600),
+    }
 }

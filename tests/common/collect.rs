@@ -1,0 +1,259 @@
+//! The Sophos Central simulator (`sophos-central-sim`) and a `sophos-tac collect` set up
+//! against it, both real binaries on 127.0.0.1; with the checks the collector tests share.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+/// The tests' usual `[query]`: small pages and windows, fast polls and passes.
+pub const DEFAULT_QUERY: &str = "lookback_secs = 7200
+overlap_secs = 30
+max_window_secs = 900
+poll_interval_ms = 20
+page_size = 37
+interval_secs = 1";
+
+/// The tests' usual `[limits]`: high enough never to slow a test.
+pub const DEFAULT_LIMITS: &str = "concurrency = 2
+per_second = 200
+per_minute = 100000
+per_hour = 1000000";
+
+pub const SECRET: &str = "s3cr3t-Do-Not-Leak-42";
+
+/// A running simulator, stopped on drop.
+pub struct Sim {
+    child: Child,
+    /// The simulator's base URL.
+    pub url: String,
+}
+
+impl Sim {
+    pub fn start(args: &[&str]) -> Sim {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sophos-central-sim"))
+            .args(["--addr", "127.0.0.1:0", "--client-secret", SECRET])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the simulator starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        Sim {
+            child,
+            url: line.trim().to_string(),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Value {
+        // A tiny HTTP/1.0 GET, to keep the test free of an HTTP client.
+        use std::io::{Read, Write};
+        let addr = self.url.trim_start_matches("http://");
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        let body = resp.split("\r\n\r\n").nth(1).unwrap_or_default();
+        serde_json::from_str(body).unwrap()
+    }
+
+    /// Every row the simulator holds, as JSON text, counted.
+    pub fn rows(&self) -> BTreeMap<String, usize> {
+        let mut m = BTreeMap::new();
+        for r in self.get("/_sim/rows")["rows"].as_array().unwrap() {
+            *m.entry(r.as_str().unwrap().to_string()).or_default() += 1;
+        }
+        m
+    }
+
+    /// When the last row becomes visible (ms since the epoch).
+    pub fn last_visible_ms(&self) -> i64 {
+        self.get("/_sim/rows")["last_visible_ms"].as_i64().unwrap()
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Setup {
+    /// The scratch directory (state, output, config).
+    pub dir: tempfile::TempDir,
+    /// The configuration file.
+    pub config: PathBuf,
+}
+
+impl Setup {
+    /// The tests' usual configuration, with `extra` appended to `[output]`.
+    pub fn new(sim: &Sim, extra: &str) -> Setup {
+        Setup::with(sim, DEFAULT_QUERY, DEFAULT_LIMITS, extra)
+    }
+
+    /// A configuration with these `[query]` and `[limits]` bodies.
+    pub fn with(sim: &Sim, query: &str, limits: &str, extra: &str) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("collect.toml");
+        let text = format!(
+            r#"client_id = "demo-client"
+client_secret_env = "SOPHOS_TAC_TEST_SECRET"
+auth_url = "{url}/api/v2/oauth2/token"
+global_url = "{url}"
+state_dir = "{state}"
+
+[query]
+{query}
+
+[limits]
+{limits}
+
+[output]
+type = "file"
+path = "{out}"
+{extra}
+"#,
+            url = sim.url,
+            state = dir.path().join("state").display(),
+            out = dir.path().join("out/sophos-tac.ndjson").display(),
+        );
+        std::fs::write(&config, text).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        Setup { dir, config }
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_sophos-tac"));
+        c.arg("collect")
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("SOPHOS_TAC_TEST_SECRET", SECRET)
+            .env("RUST_LOG", "debug");
+        c
+    }
+
+    /// `collect --once`: its exit status and its output (stderr, then stdout). Fails the
+    /// test when it takes more than two minutes.
+    pub fn once(&self) -> (i32, String) {
+        let out = bounded(
+            self.command(&["--once"]),
+            std::time::Duration::from_secs(120),
+        );
+        let log = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        (out.status.code().unwrap_or(-1), log)
+    }
+
+    /// The `message` of every delivered document (every output file), counted.
+    pub fn delivered(&self) -> BTreeMap<String, usize> {
+        let mut m = BTreeMap::new();
+        let out = self.dir.path().join("out");
+        for e in std::fs::read_dir(out).into_iter().flatten() {
+            let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+            for line in text.lines() {
+                let doc: Value =
+                    serde_json::from_str(line).expect("every output line is a whole document");
+                *m.entry(doc["message"].as_str().unwrap().to_string())
+                    .or_default() += 1;
+            }
+        }
+        m
+    }
+
+    /// Every file the collector wrote, as bytes (logs are checked separately).
+    pub fn all_files(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        fn walk(p: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+            for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
+                let path = e.path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else {
+                    out.push((path.clone(), std::fs::read(&path).unwrap_or_default()));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(self.dir.path(), &mut out);
+        out
+    }
+}
+
+pub fn assert_exactly_once(sim: &Sim, setup: &Setup) {
+    let expected = sim.rows();
+    let got = setup.delivered();
+    let missing: Vec<_> = expected
+        .keys()
+        .filter(|k| !got.contains_key(*k))
+        .take(3)
+        .collect();
+    let doubled: Vec<_> = got.iter().filter(|(_, n)| **n > 1).take(3).collect();
+    let extra: Vec<_> = got
+        .keys()
+        .filter(|k| !expected.contains_key(*k))
+        .take(3)
+        .collect();
+    assert!(
+        missing.is_empty() && doubled.is_empty() && extra.is_empty(),
+        "missing {missing:?}, doubled {doubled:?}, unexpected {extra:?}"
+    );
+    assert_eq!(
+        got.values().sum::<usize>(),
+        expected.values().sum::<usize>()
+    );
+}
+
+pub fn assert_no_secret(setup: &Setup, logs: &str) {
+    assert!(!logs.contains(SECRET), "the secret is in the logs");
+    for (path, bytes) in setup.all_files() {
+        if path.ends_with("collect.toml") {
+            continue;
+        }
+        let hit = bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes());
+        assert!(!hit, "the secret is in {}", path.display());
+    }
+}
+
+/// Runs a command to its end, or kills it and fails the test after `limit`.
+pub fn bounded(mut command: Command, limit: std::time::Duration) -> std::process::Output {
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the command starts");
+    let pid = child.id();
+    let (done, waited) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    match waited.recv_timeout(limit) {
+        Ok(out) => out.expect("the command's output"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            let tail = waited
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .ok()
+                .and_then(Result::ok)
+                .map(|o| {
+                    let start = o.stderr.len().saturating_sub(4000);
+                    String::from_utf8_lossy(&o.stderr[start..]).into_owned()
+                })
+                .unwrap_or_default();
+            panic!(
+                "{command:?} did not finish within {limit:?}; killed it. Its log ended with:\n{tail}"
+            );
+        }
+    }
+}

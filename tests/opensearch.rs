@@ -498,8 +498,9 @@ fn credentials_never_reach_the_output() {
 }
 
 /// The collector path: `collect` against the simulator, into OpenSearch through the
-/// fault proxy, `kill -9`ed at random points; afterwards the index holds every row
-/// exactly once.
+/// fault proxy, `kill -9`ed at random points while rows arrive, 30% of them a minute to
+/// a day late (so the late sweep delivers them); afterwards the index holds every row
+/// exactly once, whether the live window or the sweep saw it first.
 #[test]
 fn collect_into_opensearch_survives_kill_9() {
     let server = Server::start();
@@ -532,9 +533,15 @@ fn collect_into_opensearch_survives_kill_9() {
                 "--rows",
                 "120",
                 "--past-secs",
-                "1800",
+                "20",
                 "--future-secs",
                 "5",
+                "--late-fraction",
+                "0.3",
+                "--late-min-secs",
+                "60",
+                "--late-secs",
+                "86400",
             ])
             .stdout(Stdio::piped())
             .spawn()
@@ -550,7 +557,7 @@ fn collect_into_opensearch_survives_kill_9() {
     std::fs::write(
         &config,
         format!(
-            "client_id = \"demo-client\"\nclient_secret_env = \"SIM_SECRET\"\nauth_url = \"{sim_url}/api/v2/oauth2/token\"\nglobal_url = \"{sim_url}\"\nstate_dir = \"{}\"\n\n[query]\nlookback_secs = 3600\noverlap_secs = 20\nmax_window_secs = 600\npoll_interval_ms = 20\ninterval_secs = 1\n\n[limits]\nper_second = 200\nper_minute = 100000\n\n[output]\ntype = \"elasticsearch\"\nurl = \"{}/collected\"\ninstall_template = true\nbatch_docs = 25\n",
+            "client_id = \"demo-client\"\nclient_secret_env = \"SIM_SECRET\"\nauth_url = \"{sim_url}/api/v2/oauth2/token\"\nglobal_url = \"{sim_url}\"\nstate_dir = \"{}\"\n\n[query]\nlookback_secs = 90000\noverlap_secs = 20\npage_size = 50\nmax_window_pages = 2\npoll_interval_ms = 20\nlate_sweep_secs = 2\ninterval_secs = 1\n\n[limits]\nper_second = 200\nper_minute = 100000\n\n[output]\ntype = \"elasticsearch\"\nurl = \"{}/collected\"\ninstall_template = true\nbatch_docs = 25\n",
             dir.path().join("state").display(),
             proxy.url
         ),
@@ -573,14 +580,19 @@ fn collect_into_opensearch_survives_kill_9() {
         let _ = child.kill();
         let _ = child.wait();
     }
+    // Every row has arrived 6 s after the start; two passes 2 s apart then finish the
+    // sweep under way and run one that started after the last arrival.
     std::thread::sleep(Duration::from_secs(6));
-    let out = run(true).output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for _ in 0..2 {
+        let out = run(true).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(2_100));
+    }
     assert_eq!(
         count(&server.url, "collected"),
         360,

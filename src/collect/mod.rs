@@ -359,7 +359,8 @@ impl Collector {
             let checkpoint = lock(&self.state).checkpoint(&tenant.id)?.map(from_ms);
             let from = live_start(checkpoint, now, secs(q.lookback_secs), secs(q.overlap_secs));
             if let Some(c) = checkpoint {
-                tracing::debug!(tenant = %tenant.id, lag_secs = now.duration_since(c).as_secs(), "live lane");
+                let lag_ms = now.duration_since(c).as_millis() as i64;
+                tracing::debug!(tenant = %tenant.id, lag_ms, "live lane");
             }
             // A window ends past the checkpoint however dense the rows, or it would
             // not move forward.
@@ -628,7 +629,8 @@ impl Collector {
     pub async fn run(self: Arc<Self>, once: bool) -> Result<PassSummary, CollectError> {
         let interval = Duration::from_secs(self.config.file.query.interval_secs.max(1));
         loop {
-            let deadline = (!once).then(|| Instant::now() + interval);
+            let next_pass = Instant::now() + interval;
+            let deadline = (!once).then_some(next_pass);
             let summary = match self.discover().await {
                 Ok(tenants) => self.pass(&tenants, deadline).await,
                 Err(e) if once => return Err(e),
@@ -652,8 +654,10 @@ impl Collector {
             if once {
                 return Ok(summary);
             }
+            // Passes start every interval; the sweeps of a pass stop at the next one's
+            // start, so a pass that ran them runs straight into the next.
             tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
+                _ = tokio::time::sleep_until(next_pass.into()) => {}
                 _ = shutdown() => {
                     tracing::info!("stopping");
                     return Ok(summary);

@@ -27,15 +27,24 @@ pub enum LineOutcome {
     Rejected(RejectReason),
 }
 
-/// Per-field counts of values that could not take their field's type.
+/// Per-field counts of values that could not take their field's type, and the count of
+/// rows whose lone surrogate escapes were replaced by U+FFFD.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Warnings {
     counts: Vec<u64>,
+    lone_surrogates: u64,
 }
 
 impl Warnings {
+    /// Rows kept with U+FFFD in place of a lone UTF-16 surrogate escape (`\ud800`
+    /// with no partner), wherever it stood: a key, a value, an envelope's `message`.
+    pub fn lone_surrogates(&self) -> u64 {
+        self.lone_surrogates
+    }
+
     /// Adds another set of counts (from the same profile) to this one.
     pub fn merge(&mut self, other: &Warnings) {
+        self.lone_surrogates += other.lone_surrogates;
         if self.counts.len() < other.counts.len() {
             self.counts.resize(other.counts.len(), 0);
         }
@@ -161,6 +170,7 @@ impl Normalizer {
     pub fn new_warnings(&self) -> Warnings {
         Warnings {
             counts: vec![0; self.profile.fields().len()],
+            lone_surrogates: 0,
         }
     }
 
@@ -189,14 +199,30 @@ impl Normalizer {
         let Some(text) = input::line_text(line, self.max_line_bytes)? else {
             return Ok(false);
         };
-        match input::parse_line(text, &self.keys)? {
+        // One rule for lone surrogate escapes, wherever they stand: the row is read with
+        // U+FFFD in their place, and counted. A raw row's `message` is the line as
+        // written (the escape is text inside it); an envelope's is its literal with
+        // `\uFFFD` in place, since a lone surrogate escape in the output document would
+        // make it invalid for strict JSON parsers.
+        let fixed = value::replace_lone_surrogates(text);
+        let parsed = fixed.as_deref().unwrap_or(text);
+        let mut replaced = fixed.is_some();
+        match input::parse_line(parsed, &self.keys)? {
             Record::Raw(row) => self.emit(Value::Str(Cow::Borrowed(text)), &row, out, warnings),
             Record::Envelope { message } => {
                 let inner = value::unquote(message.get())
                     .ok_or_else(|| RejectReason::BrokenEnvelope("unreadable string".into()))?;
-                let row = input::parse_envelope_row(&inner, &self.keys)?;
+                let inner_fixed = value::replace_lone_surrogates(&inner);
+                replaced |= inner_fixed.is_some();
+                let row = input::parse_envelope_row(
+                    inner_fixed.as_deref().unwrap_or(&inner),
+                    &self.keys,
+                )?;
                 self.emit(Value::Literal(message.get()), &row, out, warnings);
             }
+        }
+        if replaced {
+            warnings.lone_surrogates += 1;
         }
         Ok(true)
     }

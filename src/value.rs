@@ -39,6 +39,49 @@ pub fn unquote(lit: &str) -> Option<Cow<'_, str>> {
     }
 }
 
+/// `text` (JSON text) with every lone UTF-16 surrogate escape — a `\uD800`–`\uDBFF`
+/// not followed by a `\uDC00`–`\uDFFF`, or the latter alone — replaced by `\uFFFD`,
+/// which has the same length; `None` when there is none (the common case, found with
+/// one `memmem` scan). JSON allows such escapes, but they stand for no character.
+pub fn replace_lone_surrogates(text: &str) -> Option<String> {
+    memchr::memmem::find(text.as_bytes(), b"\\u")?;
+    let bytes = text.as_bytes();
+    let hex = |at: usize| -> Option<u16> {
+        let digits = bytes.get(at..at + 4)?;
+        u16::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+    };
+    let unicode = |at: usize| -> Option<u16> {
+        (bytes.get(at..at + 2)? == b"\\u")
+            .then(|| hex(at + 2))
+            .flatten()
+    };
+    let mut lone = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        match unicode(i) {
+            Some(0xD800..=0xDBFF) if matches!(unicode(i + 6), Some(0xDC00..=0xDFFF)) => i += 12,
+            Some(0xD800..=0xDFFF) => {
+                lone.push(i);
+                i += 6;
+            }
+            Some(_) => i += 6,
+            None => i += 2,
+        }
+    }
+    if lone.is_empty() {
+        return None;
+    }
+    let mut out = text.to_string();
+    for at in lone {
+        out.replace_range(at..at + 6, "\\uFFFD");
+    }
+    Some(out)
+}
+
 /// Removes the insignificant white space of valid JSON text, leaving strings,
 /// numbers and key order exactly as written.
 pub fn compact(json: &str) -> String {
@@ -94,6 +137,32 @@ mod tests {
             Some(" NOEXECUTE=OPTIN ")
         );
         assert_eq!(render(r#""-""#).as_deref(), Some("-"));
+    }
+
+    #[test]
+    fn lone_surrogates_are_replaced_and_pairs_kept() {
+        let fix = replace_lone_surrogates;
+        assert_eq!(fix(r#"{"a":"x\ud800y"}"#).unwrap(), r#"{"a":"x\uFFFDy"}"#);
+        assert_eq!(
+            fix(r#"{"a":"\udc00\ud800"}"#).unwrap(),
+            r#"{"a":"\uFFFD\uFFFD"}"#
+        );
+        assert_eq!(
+            fix(r#"{"a":"\ud83d\ude00 \u00e9"}"#),
+            None,
+            "a pair and a BMP escape"
+        );
+        assert_eq!(
+            fix(r#"{"a":"\\ud800"}"#),
+            None,
+            "an escaped backslash, then text"
+        );
+        assert_eq!(fix(r#"{"a":"\\\ud800"}"#).unwrap(), r#"{"a":"\\\uFFFD"}"#);
+        assert_eq!(
+            fix(r#"{"a":"\ud800"#).unwrap().len(),
+            r#"{"a":"\ud800"#.len()
+        );
+        assert_eq!(fix("plain"), None);
     }
 
     #[test]

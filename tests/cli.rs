@@ -406,3 +406,70 @@ fn readme_cargo_run_picks_sophos_tac() {
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
     assert!(readme.contains("cargo run --release -- normalize examples/detections.ndjson"));
 }
+
+/// No error or log line shows a password: a URL holding one is refused (the message
+/// shows it redacted and names the environment variables), and a password given the
+/// right way never reaches stderr, with or without `-v`. Errors are one line, each
+/// cause once.
+#[test]
+fn passwords_never_reach_stderr_and_errors_are_one_line() {
+    const PASSWORD: &str = "Pa55-w0rd-Never-Shown";
+    let example = example();
+    let example = example.to_str().unwrap();
+    for verbose in [&[][..], &["-v"][..]] {
+        let url = format!("http://elastic:{PASSWORD}@127.0.0.1:1/idx");
+        let out = bin()
+            .args(["normalize", "-o", &url, "--retries", "1"])
+            .args(verbose)
+            .arg(example)
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(!err.contains(PASSWORD), "{err}");
+        assert!(
+            err.contains("http://***@127.0.0.1:1/idx") && err.contains("SOPHOS_TAC_ES_PASSWORD"),
+            "{err}"
+        );
+        // The same password from the environment, against a server that is not there.
+        let out = bin()
+            .args([
+                "normalize",
+                "-o",
+                "http://127.0.0.1:1/idx",
+                "--retries",
+                "1",
+            ])
+            .args(verbose)
+            .arg(example)
+            .env("SOPHOS_TAC_ES_USER", "elastic")
+            .env("SOPHOS_TAC_ES_PASSWORD", PASSWORD)
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(!err.contains(PASSWORD), "{err}");
+        let last = err.lines().last().unwrap();
+        assert!(
+            last.starts_with("sophos-tac: http://127.0.0.1:1/idx: giving up after 1 retries"),
+            "{last}"
+        );
+        assert_eq!(last.matches("127.0.0.1:1/idx").count(), 1, "{last}");
+        assert_eq!(last.matches("giving up").count(), 1, "{last}");
+    }
+    // A syslog URL with credentials is refused the same way.
+    let out = bin()
+        .args([
+            "normalize",
+            "-o",
+            &format!("syslog+tls://u:{PASSWORD}@127.0.0.1:6514"),
+        ])
+        .arg(example)
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert!(
+        out.status.code() == Some(2) && !err.contains(PASSWORD),
+        "{err}"
+    );
+}

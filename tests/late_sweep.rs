@@ -507,7 +507,12 @@ per_hour = 1000000";
     let [(off, _), (on, windows)] = lags[..] else {
         unreachable!()
     };
-    println!("largest live lag: {off} ms without the sweep, {on} ms with it ({windows} sweep windows in 20 s)");
+    println!(
+        "largest live lag: {off} ms without the sweep, {on} ms with it ({windows} sweep windows in 20 s)"
+    );
     assert!(windows > 10, "the sweep ran: {windows} windows");
-    assert!(on <= off + 2_000 + 1_000, "{on} ms with the sweep against {off} ms without");
+    assert!(
+        on <= off + 2_000 + 1_000,
+        "{on} ms with the sweep against {off} ms without"
+    );
 }

@@ -4,22 +4,63 @@
 //! 429s). Every assertion queries the index (`_count`, `_search`): every row is there
 //! exactly once, and what the index refuses for good is in the dead-letter file.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use common::collect::bounded;
 
 use serde_json::{Value, json};
 
-/// The osmem-server binary: `OSMEM_SERVER_BIN`, or installed once into target/.
+/// The virtualenv that holds osmem-server: in Cargo's scratch directory for integration
+/// tests (`CARGO_TARGET_TMPDIR`, inside whatever target directory is in use).
+fn osmem_venv() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("osmem-venv")
+}
+
+/// Takes an exclusive lock on `path` (created if missing), waiting at most `limit`. The
+/// lock is the kernel's (`flock`): it goes with the process, so a killed run leaves no
+/// stale lock behind, only a harmless file.
+fn lock_with_timeout(path: &Path, limit: Duration, what: &str) -> Result<std::fs::File, String> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let deadline = Instant::now() + limit;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(format!(
+                    "waited {limit:?} for {} ({what}); another process holds it",
+                    path.display()
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(format!("{}: {e}", path.display()));
+            }
+        }
+    }
+}
+
+/// The osmem-server binary: `OSMEM_SERVER_BIN`, or installed once into [`osmem_venv`]
+/// (one installer at a time, under a lock; every wait bounded).
 fn osmem_binary() -> PathBuf {
     if let Some(bin) = std::env::var_os("OSMEM_SERVER_BIN") {
         return PathBuf::from(bin);
     }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/osmem-venv");
+    let venv = osmem_venv();
     let find = || {
         std::fs::read_dir(venv.join("lib"))
             .ok()?
@@ -27,38 +68,51 @@ fn osmem_binary() -> PathBuf {
             .map(|e| e.path().join("site-packages/osmem_server/bin/osmem-server"))
             .find(|p| p.exists())
     };
-    // One installer at a time (tests run in parallel); a binary is trusted only once
-    // no installer is at work.
-    let lock = venv.with_extension("lock");
-    let _guard = loop {
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&lock)
-        {
-            Ok(f) => break f,
-            Err(_) => std::thread::sleep(Duration::from_millis(300)),
-        }
-    };
+    std::fs::create_dir_all(venv.parent().unwrap()).unwrap();
+    // Held until this function returns: a binary is trusted only once no installer is
+    // at work.
+    let _lock = lock_with_timeout(
+        &venv.with_extension("lock"),
+        Duration::from_secs(600),
+        "another test installing osmem-server",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     if let Some(p) = find() {
-        let _ = std::fs::remove_file(&lock);
         return p;
     }
-    let ok = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .status()
-        .is_ok_and(|s| s.success())
-        && Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", "osmem-server"])
-            .status()
-            .is_ok_and(|s| s.success());
-    let _ = std::fs::remove_file(&lock);
+    let mut create = Command::new("python3");
+    create.args(["-m", "venv"]).arg(&venv);
+    let mut install = Command::new(venv.join("bin/pip"));
+    install.args(["install", "-q", "osmem-server"]);
+    let ok = bounded(create, Duration::from_secs(120)).status.success()
+        && bounded(install, Duration::from_secs(600)).status.success();
     assert!(
         ok,
-        "could not install osmem-server (python3 -m venv target/osmem-venv && target/osmem-venv/bin/pip install osmem-server)"
+        "could not install osmem-server (python3 -m venv {0} && {0}/bin/pip install osmem-server)",
+        venv.display()
     );
     find().expect("osmem-server is installed")
+}
+
+#[test]
+fn a_left_over_lock_file_never_hangs_and_a_held_lock_times_out_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("osmem-venv.lock");
+    // What a killed run leaves: the file, with nobody holding it.
+    std::fs::write(&path, b"").unwrap();
+    let held = lock_with_timeout(&path, Duration::from_secs(5), "test").unwrap();
+    // Held (by another open file, as another process would): a bounded wait, a message.
+    let started = Instant::now();
+    let err = lock_with_timeout(&path, Duration::from_millis(500), "another test").unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        err.contains("another test") && err.contains("osmem-venv.lock"),
+        "{err}"
+    );
+    drop(held);
+    lock_with_timeout(&path, Duration::from_secs(5), "test").unwrap();
+    // The virtualenv lives in Cargo's scratch directory of the target directory in use.
+    assert!(osmem_venv().starts_with(env!("CARGO_TARGET_TMPDIR")));
 }
 
 /// A running osmem-server, stopped on drop.
@@ -110,6 +164,7 @@ impl Drop for Server {
 fn http(url: &str, method: &str, path: &str, body: &str) -> (u16, String) {
     let addr = url.trim_start_matches("http://");
     let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
     let resp = read_response(&mut BufReader::new(s)).unwrap();
     (resp.0, String::from_utf8_lossy(&resp.2).into_owned())
@@ -329,7 +384,7 @@ fn normalize(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
     for (k, v) in env {
         c.env(k, v);
     }
-    let out = c.output().unwrap();
+    let out = bounded(c, Duration::from_secs(300));
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -584,7 +639,7 @@ fn collect_into_opensearch_survives_kill_9() {
     // sweep under way and run one that started after the last arrival.
     std::thread::sleep(Duration::from_secs(6));
     for _ in 0..2 {
-        let out = run(true).output().unwrap();
+        let out = bounded(run(true), Duration::from_secs(300));
         assert_eq!(
             out.status.code(),
             Some(0),

@@ -559,3 +559,79 @@ fn timestamp_falls_back_to_now_with_a_warning() {
     );
     assert_eq!(w, vec![("@timestamp".to_string(), 1)]);
 }
+
+/// Lone UTF-16 surrogate escapes (`\ud800` with no partner) follow one rule in every
+/// position: the row is kept, mapped values read U+FFFD in their place, the row is
+/// counted, and a raw row's `message` is the line as written.
+#[test]
+fn lone_surrogates_are_read_as_replacement_characters_in_every_position() {
+    let n = normalizer();
+    let cases = [
+        // a mapped value
+        (
+            r#"{"calendar_time":"2024-01-02T03:04:05Z","meta_hostname":"h\ud800x"}"#,
+            Some("h\u{FFFD}x"),
+        ),
+        // an unmapped value
+        (
+            r#"{"calendar_time":"2024-01-02T03:04:05Z","meta_hostname":"h","zz":"\udc00"}"#,
+            Some("h"),
+        ),
+        // a key name
+        (
+            r#"{"calendar_time":"2024-01-02T03:04:05Z","meta_hostname":"h","k\ud800":1}"#,
+            Some("h"),
+        ),
+        // two lone halves in the wrong order
+        (
+            r#"{"calendar_time":"2024-01-02T03:04:05Z","meta_hostname":"\udc00\ud800"}"#,
+            Some("\u{FFFD}\u{FFFD}"),
+        ),
+        // an envelope's message literal itself
+        (
+            r#"{"message":"{\"calendar_time\":\"2024-01-02T03:04:05Z\",\"meta_hostname\":\"h\ud800x\"}"}"#,
+            Some("h\u{FFFD}x"),
+        ),
+        // an escape inside the envelope's row
+        (
+            r#"{"message":"{\"calendar_time\":\"2024-01-02T03:04:05Z\",\"meta_hostname\":\"h\\ud800x\"}"}"#,
+            Some("h\u{FFFD}x"),
+        ),
+    ];
+    for (line, host) in cases {
+        let mut out = Vec::new();
+        let mut w = n.new_warnings();
+        assert_eq!(
+            n.normalize_line(line.as_bytes(), &mut out, &mut w),
+            LineOutcome::Normalized,
+            "{line}"
+        );
+        assert_eq!(w.lone_surrogates(), 1, "{line}");
+        let doc: Value = serde_json::from_slice(&out).expect("the document is valid JSON");
+        assert_eq!(
+            get(&doc, "host.name").and_then(Value::as_str),
+            host,
+            "{line}"
+        );
+        if !line.starts_with(r#"{"message""#) {
+            assert_eq!(
+                doc["message"], line,
+                "a raw row's message is the line as written"
+            );
+        } else {
+            let message = doc["message"].as_str().unwrap();
+            assert!(
+                message.contains("h\u{FFFD}x") || message.contains(r"h\ud800x"),
+                "{message}"
+            );
+        }
+    }
+    // A proper pair is a character, not a warning.
+    let mut w = n.new_warnings();
+    let line = r#"{"calendar_time":"2024-01-02T03:04:05Z","meta_hostname":"\ud83d\ude00"}"#;
+    assert_eq!(
+        n.normalize_line(line.as_bytes(), &mut Vec::new(), &mut w),
+        LineOutcome::Normalized
+    );
+    assert_eq!(w.lone_surrogates(), 0);
+}

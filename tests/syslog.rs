@@ -48,11 +48,22 @@ impl Rsyslog {
         udp_port: Option<u16>,
         tls: Option<(&Path, &Path, &Path)>,
     ) -> Rsyslog {
+        Rsyslog::start_sized(dir, port, udp_port, tls, Some("1m"))
+    }
+
+    /// As `start`, with `maxMessageSize` set, or left at rsyslog's default (8k).
+    fn start_sized(
+        dir: &Path,
+        port: u16,
+        udp_port: Option<u16>,
+        tls: Option<(&Path, &Path, &Path)>,
+        max_message_size: Option<&str>,
+    ) -> Rsyslog {
         let out = dir.join("out.log");
-        let mut conf = format!(
-            "global(workDirectory=\"{}\" maxMessageSize=\"1m\"",
-            dir.display()
-        );
+        let mut conf = format!("global(workDirectory=\"{}\"", dir.display());
+        if let Some(size) = max_message_size {
+            conf += &format!(" maxMessageSize=\"{size}\"");
+        }
         if let Some((ca, cert, key)) = tls {
             conf += &format!(
                 " defaultNetstreamDriver=\"gtls\" defaultNetstreamDriverCAFile=\"{}\" defaultNetstreamDriverCertFile=\"{}\" defaultNetstreamDriverKeyFile=\"{}\"",
@@ -362,4 +373,106 @@ fn normalize_sends_to_syslog_from_the_command_line() {
     let got = rsyslog.wait_for(6);
     // @timestamp and message are the same; compare whole documents.
     assert_eq!(got, want);
+}
+
+/// A stock rsyslog (default `maxMessageSize`, 8k) and documents of about 12 KB: the sink
+/// warns once and counts them; sent whole they arrive cut, and with
+/// `--syslog-oversize dead-letter` they are kept aside with the reason while the others
+/// arrive whole.
+#[test]
+fn documents_over_a_stock_rsyslog_size_are_warned_about_and_can_be_kept_aside() {
+    if !available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // 10 rows, 4 of them with a 12 KB command line.
+    let mut rows = String::new();
+    for i in 0..10 {
+        let cmd = if i % 3 == 0 {
+            "x".repeat(12_000)
+        } else {
+            format!("cmd {i}")
+        };
+        rows += &serde_json::json!({
+            "record_identifier": format!("big-{i}"),
+            "calendar_time": "2024-03-05T10:00:00Z",
+            "process_cmd_line": cmd,
+        })
+        .to_string();
+        rows.push('\n');
+    }
+    let input = dir.path().join("rows.ndjson");
+    std::fs::write(&input, rows).unwrap();
+    let run = |port: u16, extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_sophos-tac"))
+            .args(["normalize", "--profile", "extended", "-o"])
+            .arg(format!("syslog+tcp://127.0.0.1:{port}"))
+            .args(extra)
+            .arg(&input)
+            .output()
+            .unwrap()
+    };
+    // Sent whole: a warning, a count, and a receiver that cuts them.
+    let stock = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut rsyslog = Rsyslog::start_sized(stock.path(), port, None, None, None);
+    let out = run(port, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(
+        err.matches("larger than the receiver").count(),
+        1,
+        "warned once: {err}"
+    );
+    assert!(
+        err.contains("4 document(s) over --syslog-max-bytes (8192 bytes), sent whole"),
+        "{err}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    rsyslog.stop();
+    let text = std::fs::read_to_string(&rsyslog.out).unwrap_or_default();
+    let whole = text
+        .lines()
+        .filter(|l| serde_json::from_str::<Value>(l.trim()).is_ok())
+        .count();
+    assert_eq!(
+        whole,
+        6,
+        "the 6 small ones arrive whole, the 4 large ones cut: {}",
+        text.len()
+    );
+    // Kept aside: the large ones are in the dead-letter file, the others arrive whole.
+    let aside = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let rsyslog = Rsyslog::start_sized(aside.path(), port, None, None, None);
+    let dead = aside.path().join("oversize.ndjson");
+    let out = run(
+        port,
+        &[
+            "--syslog-oversize",
+            "dead-letter",
+            "--dead-letter",
+            dead.to_str().unwrap(),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "documents kept aside: {err}");
+    let got = rsyslog.wait_for(6);
+    assert_eq!(got.values().sum::<usize>(), 6);
+    let kept: Vec<Value> = std::fs::read_to_string(&dead)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(kept.len(), 4);
+    for k in &kept {
+        assert!(
+            k["reason"]
+                .as_str()
+                .unwrap()
+                .contains("over max_message_bytes (8192)")
+        );
+        let doc: Value = serde_json::from_str(k["document"].as_str().unwrap()).unwrap();
+        assert!(doc["message"].as_str().unwrap().contains("big-"));
+    }
 }

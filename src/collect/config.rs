@@ -227,6 +227,12 @@ pub struct OutputSection {
     pub severity: Option<u8>,
     /// For `syslog`: the APP-NAME (default `sophos-tac`).
     pub app_name: Option<String>,
+    /// For `syslog`: the largest message the receiver takes whole (default 8192,
+    /// rsyslog's default); larger ones are counted and warned about once.
+    pub max_message_bytes: Option<usize>,
+    /// For `syslog`: `send` (default) a message over `max_message_bytes` whole, or keep
+    /// it in the dead-letter file (`dead-letter`).
+    pub oversize: Option<String>,
     /// The file (for `file`).
     pub path: Option<PathBuf>,
     /// Rotate the file at this size.
@@ -364,6 +370,20 @@ impl CollectConfig {
             sys.app_name = app.clone();
         }
         sys.ca_file = o.ca_file.clone();
+        sys.max_message_bytes = o.max_message_bytes.unwrap_or(sys.max_message_bytes).max(1);
+        sys.oversize_dead_letter = match o.oversize.as_deref() {
+            None | Some("send") => None,
+            Some("dead-letter") => Some(
+                o.dead_letter
+                    .clone()
+                    .unwrap_or_else(|| self.file.state_dir.join("dead-letter.ndjson")),
+            ),
+            Some(other) => {
+                return Err(CollectError::Config(format!(
+                    "output.oversize is \"send\" or \"dead-letter\", not {other:?}"
+                )));
+            }
+        };
         Ok(sys)
     }
 

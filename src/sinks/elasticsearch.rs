@@ -61,6 +61,7 @@ pub struct EsConfig {
 impl EsConfig {
     /// Splits `https://host:9200/index` into the base URL and the index.
     pub fn from_url(url: &str, profile: Profile) -> Result<EsConfig, String> {
+        super::refuse_credentials(url)?;
         let (scheme, rest) = url
             .split_once("://")
             .ok_or_else(|| format!("{url}: not an http(s) URL"))?;

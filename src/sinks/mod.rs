@@ -20,6 +20,40 @@ use std::io::Write;
 
 use crate::error::Error;
 
+/// A URL as it may be shown in a log line or an error: any user-info (`user:password@`)
+/// replaced by `***@`.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, url),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let rest = match rest[..authority_end].rfind('@') {
+        Some(at) => format!("***{}", &rest[at..]),
+        None => rest.to_string(),
+    };
+    match scheme {
+        Some(scheme) => format!("{scheme}://{rest}"),
+        None => rest,
+    }
+}
+
+/// Refuses an output URL that holds credentials (`user:password@host`): they would show
+/// in process lists, shell histories and logs. The message (which shows the URL
+/// redacted) names the environment variables and settings to use instead.
+pub fn refuse_credentials(url: &str) -> Result<(), String> {
+    if redact_url(url) == url {
+        return Ok(());
+    }
+    Err(format!(
+        "{}: the URL holds credentials (user:password@), which would show in process lists, \
+         shell histories and logs; take them out and set SOPHOS_TAC_ES_USER and \
+         SOPHOS_TAC_ES_PASSWORD or SOPHOS_TAC_ES_API_KEY (with collect: output.username and \
+         output.password_env, or output.api_key_env)",
+        redact_url(url)
+    ))
+}
+
 /// A destination for batches of NDJSON documents.
 pub trait Sink: Send {
     /// A short name for logs and errors.
@@ -94,9 +128,13 @@ impl<S: Sink> SinkWriter<S> {
         if end == 0 {
             return Ok(());
         }
+        // The pipeline names the output itself: pass the cause on without the name.
         self.sink
             .deliver(&self.buf[..end], None)
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
+            .map_err(|e| match e {
+                Error::Write { source, .. } => source,
+                other => std::io::Error::other(other.to_string()),
+            })?;
         self.buf.drain(..end);
         Ok(())
     }
@@ -124,5 +162,29 @@ impl<S: Sink> Write for SinkWriter<S> {
     fn flush(&mut self) -> std::io::Result<()> {
         let end = self.buf.len();
         self.deliver_through(end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted_and_credentials_refused() {
+        assert_eq!(
+            redact_url("https://elastic:hunter2@es.example:9200/idx?x=a@b"),
+            "https://***@es.example:9200/idx?x=a@b"
+        );
+        assert_eq!(redact_url("http://es:9200/i@x"), "http://es:9200/i@x");
+        assert_eq!(
+            redact_url("syslog+tls://u@h:6514"),
+            "syslog+tls://***@h:6514"
+        );
+        assert!(refuse_credentials("https://es.example:9200/idx").is_ok());
+        let err = refuse_credentials("https://elastic:hunter2@es.example:9200/idx").unwrap_err();
+        assert!(
+            !err.contains("hunter2") && err.contains("SOPHOS_TAC_ES_PASSWORD"),
+            "{err}"
+        );
     }
 }

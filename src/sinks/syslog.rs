@@ -53,11 +53,23 @@ pub struct SyslogConfig {
     pub ca_file: Option<PathBuf>,
     /// Reconnections tried for one batch before giving up.
     pub max_retries: u32,
+    /// The largest message (RFC 5424 header and document) the receiver takes whole;
+    /// default 8192, rsyslog's default `maxMessageSize`. A larger one is counted and
+    /// warned about once, and sent whole or kept aside (see `oversize_dead_letter`).
+    pub max_message_bytes: usize,
+    /// Where a message over `max_message_bytes` goes instead of the receiver: `None`
+    /// sends it whole (a receiver with a smaller limit truncates or splits it), `Some`
+    /// keeps it in this NDJSON file with the reason.
+    pub oversize_dead_letter: Option<PathBuf>,
 }
+
+/// rsyslog's default `maxMessageSize`.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 8192;
 
 impl SyslogConfig {
     /// Parses `syslog+tcp://host:port` (or `+tls`, `+udp`).
     pub fn from_url(url: &str) -> Result<SyslogConfig, String> {
+        super::refuse_credentials(url)?;
         let (scheme, rest) = url
             .split_once("://")
             .ok_or_else(|| format!("{url}: not a syslog URL"))?;
@@ -94,6 +106,8 @@ impl SyslogConfig {
             hostname,
             ca_file: None,
             max_retries: 10,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            oversize_dead_letter: None,
         })
     }
 
@@ -159,6 +173,10 @@ pub struct SyslogStats {
     pub sent: u64,
     /// Connections made (the first included).
     pub connections: u64,
+    /// Messages over `max_message_bytes` (sent whole, or kept aside).
+    pub oversize: u64,
+    /// Of those, the ones kept in the oversize dead-letter file instead of sent.
+    pub dead_lettered: u64,
 }
 
 /// The syslog sink.
@@ -199,6 +217,42 @@ impl SyslogSink {
     /// What the sink did so far.
     pub fn stats(&self) -> &SyslogStats {
         &self.stats
+    }
+
+    /// Counts a message over the size limit and warns about the first; keeps it aside
+    /// when asked. True when it is to be sent all the same.
+    fn oversize(&mut self, frame: &[u8], doc: &[u8]) -> Result<bool, Error> {
+        self.stats.oversize += 1;
+        let limit = self.cfg.max_message_bytes;
+        if self.stats.oversize == 1 {
+            tracing::warn!(
+                target = %self.cfg.url(),
+                bytes = frame.len(),
+                limit,
+                "syslog: a message is larger than the receiver is said to take (max_message_bytes); a receiver with that limit truncates or splits it: raise the receiver's limit (rsyslog: global(maxMessageSize=\"256k\"); syslog-ng: log-msg-size(262144)) and max_message_bytes with it, or keep such documents aside (oversize dead-letter). Further ones are only counted."
+            );
+        }
+        let Some(path) = &self.cfg.oversize_dead_letter else {
+            return Ok(true);
+        };
+        let record = serde_json::json!({
+            "reason": format!("syslog message of {} bytes, over max_message_bytes ({limit})", frame.len()),
+            "document": String::from_utf8_lossy(doc),
+        });
+        let write = |path: &PathBuf| -> std::io::Result<()> {
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?;
+            writeln!(f, "{record}")?;
+            f.sync_data()
+        };
+        write(path).map_err(|source| Error::Write {
+            path: path.display().to_string(),
+            source,
+        })?;
+        self.stats.dead_lettered += 1;
+        Ok(false)
     }
 
     fn connect(&mut self) -> std::io::Result<Conn> {
@@ -310,11 +364,14 @@ impl Sink for SyslogSink {
     }
 
     fn deliver(&mut self, ndjson: &[u8], _ids: Option<&[String]>) -> Result<(), Error> {
-        let frames: Vec<Vec<u8>> = ndjson
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .map(|l| message(&self.cfg, l))
-            .collect();
+        let mut frames: Vec<Vec<u8>> = Vec::new();
+        for doc in ndjson.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let frame = message(&self.cfg, doc);
+            if frame.len() > self.cfg.max_message_bytes && !self.oversize(&frame, doc)? {
+                continue;
+            }
+            frames.push(frame);
+        }
         let mut attempt = 0u32;
         loop {
             match self.send_all(&frames) {

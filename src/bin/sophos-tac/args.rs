@@ -88,6 +88,15 @@ pub struct NormalizeArgs {
     /// With a syslog output: the APP-NAME.
     #[arg(long, value_name = "NAME", default_value = "sophos-tac")]
     pub syslog_app_name: String,
+    /// With a syslog output: the largest message the receiver takes whole (rsyslog's
+    /// default maxMessageSize is 8192; syslog-ng's log-msg-size 65536). Larger ones are
+    /// counted and warned about once.
+    #[arg(long, value_name = "BYTES", default_value_t = sophos_tac::sinks::syslog::DEFAULT_MAX_MESSAGE_BYTES)]
+    pub syslog_max_bytes: usize,
+    /// With a syslog output: what becomes of a message over --syslog-max-bytes: `send`
+    /// it whole, or keep it in the --dead-letter file (with the reason).
+    #[arg(long, value_enum, default_value = "send")]
+    pub syslog_oversize: Oversize,
     /// With an Elasticsearch/OpenSearch output: retries of a failing request before
     /// giving up (exponential backoff with jitter, up to 30 s apart).
     #[arg(long, value_name = "N", default_value_t = 10)]
@@ -111,10 +120,23 @@ pub struct NormalizeArgs {
     /// No summary on stderr.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Log what the outputs do (retries, reconnections) on stderr; without it only
+    /// warnings are logged. `RUST_LOG` overrides both.
+    #[arg(short, long)]
+    pub verbose: bool,
     /// Progress bar on stderr: `auto` shows it on a terminal for inputs of 64 MiB or
     /// more (unless --quiet), `always` on a terminal whatever the size, `never` not.
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: ProgressMode,
+}
+
+/// What becomes of a syslog message over the size limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Oversize {
+    /// Sent whole (a receiver with a smaller limit truncates or splits it).
+    Send,
+    /// Kept in the dead-letter file, with the reason.
+    DeadLetter,
 }
 
 /// When to show a progress bar.
@@ -185,6 +207,8 @@ pub struct NormalizeConfig {
     pub options: Options,
     /// No summary.
     pub quiet: bool,
+    /// Logs at debug level (else warnings only).
+    pub verbose: bool,
     /// When to show a progress bar.
     pub progress: ProgressMode,
 }
@@ -280,6 +304,9 @@ impl Args {
                         sys.app_name = a.syslog_app_name;
                         sys.ca_file = a.ca_file;
                         sys.max_retries = a.retries;
+                        sys.max_message_bytes = a.syslog_max_bytes.max(1);
+                        sys.oversize_dead_letter = (a.syslog_oversize == Oversize::DeadLetter)
+                            .then(|| a.dead_letter.clone());
                         Target::Syslog(Box::new(sys))
                     }
                     Some(o) => Target::File(PathBuf::from(o)),
@@ -291,6 +318,7 @@ impl Args {
                     rejects: a.rejects,
                     options,
                     quiet: a.quiet,
+                    verbose: a.verbose,
                     progress: a.progress,
                 })
             }

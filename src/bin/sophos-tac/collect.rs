@@ -10,15 +10,7 @@ use crate::args::CollectArgs;
 use crate::{EXIT_OK, EXIT_REJECTS, EXIT_TENANT_FAILED};
 
 pub fn run(args: CollectArgs) -> anyhow::Result<u8> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(ansi)
-        .try_init();
+    crate::init_logging("info");
     let config = CollectConfig::load(&args.config)?;
     for w in &config.warnings {
         tracing::warn!("{w}");

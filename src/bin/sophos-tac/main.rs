@@ -33,8 +33,38 @@ fn main() -> ExitCode {
 }
 
 fn fail(e: &anyhow::Error) -> ExitCode {
-    eprintln!("sophos-tac: {e:#}");
+    eprintln!("sophos-tac: {}", one_line(e));
     ExitCode::from(EXIT_ERROR)
+}
+
+/// An error and its causes on one line, each cause once: a cause whose text the line
+/// already holds (errors that show their source in their own message) is not repeated.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace(['\n', '\r'], " ")
+}
+
+/// Logs (tracing) to stderr, at `RUST_LOG`'s levels or else `default`.
+pub fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(ansi)
+        .try_init();
 }
 
 fn run(config: Config) -> anyhow::Result<u8> {

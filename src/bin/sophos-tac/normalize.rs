@@ -148,6 +148,11 @@ fn create(path: &std::path::Path) -> Result<BufWriter<File>, Error> {
 }
 
 pub fn run(c: NormalizeConfig) -> anyhow::Result<u8> {
+    crate::init_logging(if c.verbose {
+        "warn,sophos_tac=debug"
+    } else {
+        "warn"
+    });
     let rejects = match &c.rejects {
         Some(p) => Some(RejectsWriter::new(p.display().to_string(), create(p)?)),
         None => None,
@@ -157,11 +162,12 @@ pub fn run(c: NormalizeConfig) -> anyhow::Result<u8> {
         progress: progress_for(&c),
     };
     let mut es_writer = None;
+    let mut syslog_writer = None;
     let (mut out, out_name): (Box<dyn Write>, String) = match &c.output {
         Target::Stdout => (Box::new(stdout_file()), "<stdout>".to_string()),
         Target::File(p) => (Box::new(create(p)?), p.display().to_string()),
         Target::Elasticsearch(es) => {
-            let name = format!("{}/{}", es.url, es.index);
+            let name = sophos_tac::sinks::redact_url(&format!("{}/{}", es.url, es.index));
             let writer = Rc::new(RefCell::new(SinkWriter::new(
                 EsSink::open((**es).clone())?,
                 es.batch_bytes,
@@ -169,13 +175,14 @@ pub fn run(c: NormalizeConfig) -> anyhow::Result<u8> {
             es_writer = Some(Rc::clone(&writer));
             (Box::new(Shared(writer)), name)
         }
-        Target::Syslog(sys) => (
-            Box::new(SinkWriter::new(
+        Target::Syslog(sys) => {
+            let writer = Rc::new(RefCell::new(SinkWriter::new(
                 SyslogSink::open((**sys).clone())?,
                 256 * 1024,
-            )),
-            sys.url(),
-        ),
+            )));
+            syslog_writer = Some(Rc::clone(&writer));
+            (Box::new(Shared(writer)), sys.url())
+        }
     };
     let summary = pipeline::run(
         &c.normalizer,
@@ -199,6 +206,20 @@ pub fn run(c: NormalizeConfig) -> anyhow::Result<u8> {
                 stats.retries
             );
         }
+    }
+    if let (Some(w), Target::Syslog(sys)) = (syslog_writer, &c.output) {
+        let stats = w.borrow().sink().stats().clone();
+        if stats.oversize > 0 {
+            let fate = match &sys.oversize_dead_letter {
+                Some(p) => format!("kept in {}", p.display()),
+                None => "sent whole".to_string(),
+            };
+            eprintln!(
+                "sophos-tac: {out_name}: {} document(s) over --syslog-max-bytes ({} bytes), {fate}",
+                stats.oversize, sys.max_message_bytes
+            );
+        }
+        refused += stats.dead_lettered;
     }
     if let Some(w) = &mut report.rejects {
         w.flush()?;
@@ -259,6 +280,12 @@ fn print_summary(c: &NormalizeConfig, s: &Summary) {
         eprintln!(
             "sophos-tac: warnings (value dropped, row kept): {}",
             warnings.join(", ")
+        );
+    }
+    let lone = s.warnings.lone_surrogates();
+    if lone > 0 {
+        eprintln!(
+            "sophos-tac: warnings (row kept): {lone} row(s) with lone surrogate escapes, read as U+FFFD (message kept as written)"
         );
     }
 }

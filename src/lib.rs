@@ -15,7 +15,10 @@
 //! - [`catalogue`]: the field catalogue and the Elasticsearch/OpenSearch index
 //!   template generated from a profile.
 //! - [`collect`]: the Sophos Central client and collector (checkpoints, dedup, state).
-//! - [`sinks`]: where documents go (files with rotation, stdout), acknowledged.
+//! - [`sinks`]: where documents go (files with rotation, stdout, an index, syslog),
+//!   acknowledged.
+//! - [`http`]: the one HTTP client (ureq, rustls with ring) the index sink and the
+//!   collector share.
 //!
 //! The smallest use is one line at a time:
 //!
@@ -37,6 +40,7 @@
 pub mod catalogue;
 pub mod collect;
 pub mod error;
+pub mod http;
 pub mod input;
 pub mod mapping;
 mod normalizer;

@@ -568,45 +568,25 @@ fn collect_into_opensearch_survives_kill_9() {
             item_429: 3,
         },
     );
-    /// Stops the simulator even when an assertion fails.
-    struct Stop(Child);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut sim = Stop(
-        Command::new(env!("CARGO_BIN_EXE_sophos-central-sim"))
-            .args([
-                "--addr",
-                "127.0.0.1:0",
-                "--kind",
-                "partner",
-                "--tenants",
-                "3",
-                "--rows",
-                "120",
-                "--past-secs",
-                "20",
-                "--future-secs",
-                "5",
-                "--late-fraction",
-                "0.3",
-                "--late-min-secs",
-                "60",
-                "--late-secs",
-                "86400",
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut line = String::new();
-    BufReader::new(sim.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let sim_url = line.trim().to_string();
+    let sim = common::collect::Sim::start(&[
+        "--kind",
+        "partner",
+        "--tenants",
+        "3",
+        "--rows",
+        "120",
+        "--past-secs",
+        "20",
+        "--future-secs",
+        "5",
+        "--late-fraction",
+        "0.3",
+        "--late-min-secs",
+        "60",
+        "--late-secs",
+        "86400",
+    ]);
+    let sim_url = sim.url.clone();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("c.toml");
     std::fs::write(
@@ -621,7 +601,7 @@ fn collect_into_opensearch_survives_kill_9() {
     let run = |once: bool| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_sophos-tac"));
         c.args(["collect", "--config", config.to_str().unwrap()])
-            .env("SIM_SECRET", "demo-secret")
+            .env("SIM_SECRET", common::collect::SECRET)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         if once {

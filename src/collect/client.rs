@@ -12,7 +12,6 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -113,10 +112,46 @@ impl RateLimiter {
     }
 }
 
+/// The largest answer body read (a results page of 2,000 large rows fits easily).
+const MAX_BODY: u64 = 256 * 1024 * 1024;
+
+/// An HTTP method the APIs use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Get,
+    Post,
+}
+
+/// What a request carries.
+#[derive(Debug)]
+enum Payload {
+    Empty,
+    Json(Vec<u8>),
+    Form(Vec<(&'static str, String)>),
+}
+
+/// One HTTP answer: status, `Retry-After`, body.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    retry_after: Option<Duration>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    fn text(&self) -> String {
+        excerpt(&String::from_utf8_lossy(&self.body))
+    }
+}
+
 /// The client. One per credential; shared by the tenant tasks.
 #[derive(Debug)]
 pub struct Client {
-    http: reqwest::Client,
+    agent: ureq::Agent,
     auth_url: String,
     global_url: String,
     client_id: String,
@@ -137,10 +172,7 @@ impl Client {
     /// A client for the configured credential (TLS verified by rustls).
     pub fn new(config: &CollectConfig) -> Result<Client, CollectError> {
         let l = &config.file.limits;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(l.request_timeout_secs.max(1)))
-            .user_agent(concat!("sophos-tac/", env!("CARGO_PKG_VERSION")))
-            .build()
+        let agent = crate::http::agent(None, Duration::from_secs(l.request_timeout_secs.max(1)))
             .map_err(|e| CollectError::Config(format!("HTTP client: {e}")))?;
         let limiter = RateLimiter::new(&[
             (Duration::from_secs(1), l.per_second),
@@ -149,7 +181,7 @@ impl Client {
             (Duration::from_secs(86_400), l.per_day),
         ]);
         Ok(Client {
-            http,
+            agent,
             auth_url: config.file.auth_url.clone(),
             global_url: config.file.global_url.trim_end_matches('/').to_string(),
             client_id: config.file.client_id.clone(),
@@ -188,52 +220,41 @@ impl Client {
         let mut attempt = 0;
         let response = loop {
             self.throttle().await;
+            let form = vec![
+                ("grant_type", "client_credentials".to_string()),
+                ("client_id", self.client_id.clone()),
+                ("client_secret", self.secret.expose().to_string()),
+                ("scope", "token".to_string()),
+            ];
             let sent = self
-                .http
-                .post(&self.auth_url)
-                .form(&[
-                    ("grant_type", "client_credentials"),
-                    ("client_id", &self.client_id),
-                    ("client_secret", self.secret.expose()),
-                    ("scope", "token"),
-                ])
-                .send()
+                .exchange(Method::Post, &self.auth_url, &[], &[], Payload::Form(form))
                 .await;
             match sent {
-                Ok(r) if r.status().is_success() => break r,
-                Ok(r) if retryable(r.status()) && attempt < self.max_retries => {
-                    tokio::time::sleep(retry_after(&r).unwrap_or_else(|| self.backoff(attempt)))
+                Ok(r) if r.ok() => break r,
+                Ok(r) if retryable(r.status) && attempt < self.max_retries => {
+                    tokio::time::sleep(r.retry_after.unwrap_or_else(|| self.backoff(attempt)))
                         .await;
                 }
                 Ok(r) => {
-                    let status = r.status();
-                    let body = r.text().await.unwrap_or_default();
                     return Err(CollectError::Auth(format!(
-                        "{}: HTTP {status}: {}",
+                        "{}: HTTP {}: {}",
                         self.auth_url,
-                        excerpt(&body)
+                        r.status,
+                        r.text()
                     )));
                 }
                 Err(e) if attempt < self.max_retries => {
-                    tracing::warn!(url = %self.auth_url, error = %without_url(&e), attempt, "token request failed; retrying");
+                    tracing::warn!(url = %self.auth_url, error = %e, attempt, "token request failed; retrying");
                     tokio::time::sleep(self.backoff(attempt)).await;
                 }
                 Err(e) => {
-                    return Err(CollectError::Auth(format!(
-                        "{}: {}",
-                        self.auth_url,
-                        without_url(&e)
-                    )));
+                    return Err(CollectError::Auth(format!("{}: {e}", self.auth_url)));
                 }
             }
             attempt += 1;
         };
-        let body: TokenResponse = response.json().await.map_err(|e| {
-            CollectError::Auth(format!(
-                "{}: bad token response: {}",
-                self.auth_url,
-                without_url(&e)
-            ))
+        let body: TokenResponse = serde_json::from_slice(&response.body).map_err(|e| {
+            CollectError::Auth(format!("{}: bad token response: {e}", self.auth_url))
         })?;
         let ttl = Duration::from_secs(body.expires_in.unwrap_or(3600));
         let margin = Duration::from_secs(60).min(ttl / 4);
@@ -267,24 +288,19 @@ impl Client {
             let token = self.token(renew).await?;
             let renewed = std::mem::take(&mut renew);
             let age = token.obtained.elapsed();
-            let mut req = self
-                .http
-                .request(method.clone(), url)
-                .bearer_auth(&token.value)
-                .query(query);
-            for (k, v) in headers {
-                req = req.header(*k, *v);
-            }
-            if let Some(b) = body {
-                req = req.json(b);
-            }
-            match req.send().await {
-                Ok(r) if r.status().is_success() => {
-                    return r.bytes().await.map(|b| b.to_vec()).map_err(|e| {
-                        CollectError::Transport(format!("{url}: {}", without_url(&e)))
-                    });
-                }
-                Ok(r) if r.status() == StatusCode::UNAUTHORIZED => {
+            let mut all_headers: Vec<(&str, String)> =
+                vec![("Authorization", format!("Bearer {}", token.value))];
+            all_headers.extend(headers.iter().map(|(k, v)| (*k, (*v).to_string())));
+            let payload = match body {
+                Some(b) => Payload::Json(serde_json::to_vec(b).unwrap_or_default()),
+                None => Payload::Empty,
+            };
+            match self
+                .exchange(method, url, &all_headers, query, payload)
+                .await
+            {
+                Ok(r) if r.ok() => return Ok(r.body),
+                Ok(r) if r.status == 401 => {
                     if renewed && age < FRESH_TOKEN {
                         return Err(CollectError::Auth(format!(
                             "{url}: HTTP 401 for a token obtained {} ms before: the API refuses this credential",
@@ -303,11 +319,11 @@ impl Client {
                     );
                     renew = true;
                 }
-                Ok(r) if retryable(r.status()) && attempt < self.max_retries => {
-                    let wait = retry_after(&r).unwrap_or_else(|| self.backoff(attempt));
+                Ok(r) if retryable(r.status) && attempt < self.max_retries => {
+                    let wait = r.retry_after.unwrap_or_else(|| self.backoff(attempt));
                     tracing::warn!(
                         url,
-                        status = r.status().as_u16(),
+                        status = r.status,
                         wait_ms = wait.as_millis() as u64,
                         attempt,
                         "retrying"
@@ -315,27 +331,88 @@ impl Client {
                     tokio::time::sleep(wait).await;
                 }
                 Ok(r) => {
-                    let status = r.status();
-                    let body = r.text().await.unwrap_or_default();
                     return Err(CollectError::Http {
                         url: url.to_string(),
-                        status: status.as_u16(),
-                        body: excerpt(&body),
+                        status: r.status,
+                        body: r.text(),
                     });
                 }
                 Err(e) if attempt < self.max_retries => {
                     let wait = self.backoff(attempt);
-                    tracing::warn!(url, error = %without_url(&e), attempt, "request failed; retrying");
+                    tracing::warn!(url, error = %e, attempt, "request failed; retrying");
                     tokio::time::sleep(wait).await;
                 }
-                Err(e) => {
-                    return Err(CollectError::Transport(format!(
-                        "{url}: {}",
-                        without_url(&e)
-                    )));
-                }
+                Err(e) => return Err(CollectError::Transport(format!("{url}: {e}"))),
             }
             attempt += 1;
+        }
+    }
+
+    /// One HTTP exchange, run on Tokio's blocking pool (ureq is synchronous): the
+    /// answer whatever its status, or why there is none (connection, timeout, body).
+    async fn exchange(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, String)],
+        query: &[(&str, String)],
+        payload: Payload,
+    ) -> Result<Answer, String> {
+        let agent = self.agent.clone();
+        let url = url.to_string();
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), v.clone()))
+            .collect();
+        let query: Vec<(String, String)> = query
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), v.clone()))
+            .collect();
+        let run = move || -> Result<Answer, ureq::Error> {
+            let pairs = query.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+            let response = match method {
+                Method::Get => {
+                    let mut req = agent.get(&url).query_pairs(pairs);
+                    for (k, v) in &headers {
+                        req = req.header(k.as_str(), v.as_str());
+                    }
+                    req.call()
+                }
+                Method::Post => {
+                    let mut req = agent.post(&url).query_pairs(pairs);
+                    for (k, v) in &headers {
+                        req = req.header(k.as_str(), v.as_str());
+                    }
+                    match &payload {
+                        Payload::Empty => req.send_empty(),
+                        Payload::Json(b) => {
+                            req.header("Content-Type", "application/json").send(&b[..])
+                        }
+                        Payload::Form(f) => req.send_form(f.iter().map(|(k, v)| (*k, v.as_str()))),
+                    }
+                }
+            }?;
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .map(|secs| Duration::from_secs_f64(secs.clamp(0.0, 300.0)));
+            let body = response
+                .into_body()
+                .with_config()
+                .limit(MAX_BODY)
+                .read_to_vec()?;
+            Ok(Answer {
+                status,
+                retry_after,
+                body,
+            })
+        };
+        match tokio::task::spawn_blocking(run).await {
+            Ok(answer) => answer.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("the request's thread failed: {e}")),
         }
     }
 
@@ -345,7 +422,7 @@ impl Client {
         headers: &[(&str, &str)],
         query: &[(&str, String)],
     ) -> Result<Value, CollectError> {
-        let bytes = self.request(Method::GET, url, headers, query, None).await?;
+        let bytes = self.request(Method::Get, url, headers, query, None).await?;
         serde_json::from_slice(&bytes).map_err(|e| CollectError::Protocol(format!("{url}: {e}")))
     }
 
@@ -435,7 +512,7 @@ impl Client {
         let headers = [("X-Tenant-ID", tenant.id.as_str())];
         let body = json!({ "adHocQuery": { "template": sql }, "from": from.to_string(), "to": to.to_string() });
         let created = self
-            .request(Method::POST, &base, &headers, &[], Some(&body))
+            .request(Method::Post, &base, &headers, &[], Some(&body))
             .await?;
         let created: Value = serde_json::from_slice(&created)
             .map_err(|e| CollectError::Protocol(format!("{base}: {e}")))?;
@@ -481,7 +558,7 @@ impl Client {
                 None => query.push(("pageTotal", "true".into())),
             }
             let bytes = self
-                .request(Method::GET, &results, &headers, &query, None)
+                .request(Method::Get, &results, &headers, &query, None)
                 .await?;
             let page: Page = serde_json::from_slice(&bytes)
                 .map_err(|e| CollectError::Protocol(format!("{results}: {e}")))?;
@@ -509,33 +586,8 @@ impl Client {
     }
 }
 
-fn retryable(status: StatusCode) -> bool {
-    status == StatusCode::TOO_MANY_REQUESTS
-        || status.is_server_error()
-        || status == StatusCode::REQUEST_TIMEOUT
-}
-
-/// `Retry-After` in seconds, when the answer has one.
-fn retry_after(r: &reqwest::Response) -> Option<Duration> {
-    let secs: f64 = r
-        .headers()
-        .get("retry-after")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs_f64(secs.clamp(0.0, 300.0)))
-}
-
-/// A transport error without its URL (the caller names it), so that no query string
-/// can leak.
-fn without_url(e: &reqwest::Error) -> String {
-    let mut s = e.to_string();
-    if let Some(url) = e.url() {
-        s = s.replace(url.as_str(), "…");
-    }
-    s
+fn retryable(status: u16) -> bool {
+    status == 429 || status == 408 || (500..600).contains(&status)
 }
 
 fn excerpt(body: &str) -> String {

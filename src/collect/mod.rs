@@ -150,6 +150,11 @@ pub struct Collector {
     normalizer: Normalizer,
     /// Per tenant, the widest window its recent results allow (learned; starts wide).
     spans: Mutex<HashMap<String, SignedDuration>>,
+    /// Set when a stop was asked for (SIGTERM, Ctrl-C, or [`Collector::stop`]): the
+    /// lanes stop between two windows, each of which is committed whole or not at all.
+    stopping: std::sync::atomic::AtomicBool,
+    /// Wakes the pause between passes when a stop is asked for.
+    stop_requested: tokio::sync::Notify,
     /// Held for the collector's life: one collector per state directory.
     _lock: std::fs::File,
 }
@@ -215,9 +220,24 @@ impl Collector {
             sink: Mutex::new(sink),
             rejects: Mutex::new(rejects),
             spans: Mutex::new(HashMap::new()),
+            stopping: std::sync::atomic::AtomicBool::new(false),
+            stop_requested: tokio::sync::Notify::new(),
             _lock: dir_lock,
             config,
         })
+    }
+
+    /// Asks the collector to stop: the windows under way finish (or are abandoned
+    /// uncommitted), no new one starts, and [`Collector::run`] returns.
+    pub fn stop(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.stop_requested.notify_waiters();
+    }
+
+    /// True once a stop was asked for.
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Discovers the tenants to collect (whoami, then the tenant listing), filtered by
@@ -355,6 +375,9 @@ impl Collector {
         let q = &self.config.file.query;
         let mut total = PassSummary::default();
         loop {
+            if self.stopping() {
+                return Ok(total);
+            }
             let now = Timestamp::now();
             let checkpoint = lock(&self.state).checkpoint(&tenant.id)?.map(from_ms);
             let from = live_start(checkpoint, now, secs(q.lookback_secs), secs(q.overlap_secs));
@@ -458,7 +481,7 @@ impl Collector {
                 );
                 return Ok(total);
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if self.stopping() || deadline.is_some_and(|d| Instant::now() >= d) {
                 tracing::debug!(tenant = %tenant.id, cursor = %from, "late sweep paused until the next pass (live windows first)");
                 return Ok(total);
             }
@@ -628,6 +651,23 @@ impl Collector {
     /// windows come first; `once` runs every due sweep to its end.
     pub async fn run(self: Arc<Self>, once: bool) -> Result<PassSummary, CollectError> {
         let interval = Duration::from_secs(self.config.file.query.interval_secs.max(1));
+        // Listen for SIGTERM and Ctrl-C for the whole run, passes included.
+        let me = Arc::clone(&self);
+        let signals = tokio::spawn(async move {
+            shutdown().await;
+            tracing::info!("stop asked for: finishing the windows under way");
+            me.stop();
+        });
+        let result = self.passes(once, interval).await;
+        signals.abort();
+        result
+    }
+
+    async fn passes(
+        self: &Arc<Self>,
+        once: bool,
+        interval: Duration,
+    ) -> Result<PassSummary, CollectError> {
         loop {
             let next_pass = Instant::now() + interval;
             let deadline = (!once).then_some(next_pass);
@@ -651,14 +691,18 @@ impl Collector {
                 sweeps_behind = summary.sweeps_behind,
                 "pass done"
             );
-            if once {
+            if once || self.stopping() {
                 return Ok(summary);
             }
             // Passes start every interval; the sweeps of a pass stop at the next one's
             // start, so a pass that ran them runs straight into the next.
+            let stop = self.stop_requested.notified();
+            if self.stopping() {
+                return Ok(summary);
+            }
             tokio::select! {
                 _ = tokio::time::sleep_until(next_pass.into()) => {}
-                _ = shutdown() => {
+                _ = stop => {
                     tracing::info!("stopping");
                     return Ok(summary);
                 }

@@ -149,27 +149,7 @@ type Answer = Result<(u16, String), String>;
 impl EsService {
     /// Builds the agent (TLS verified; a CA file replaces the platform's roots).
     pub fn new(cfg: &EsConfig) -> Result<EsService, String> {
-        use ureq::tls::{PemItem, RootCerts, TlsConfig};
-        let mut tls = TlsConfig::builder();
-        if let Some(ca) = &cfg.ca_file {
-            let pem = std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
-            let certs: Vec<_> = ureq::tls::parse_pem(&pem)
-                .filter_map(|item| match item {
-                    Ok(PemItem::Certificate(c)) => Some(c),
-                    _ => None,
-                })
-                .collect();
-            if certs.is_empty() {
-                return Err(format!("{}: no PEM certificate", ca.display()));
-            }
-            tls = tls.root_certs(RootCerts::new_with_certs(&certs));
-        }
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .tls_config(tls.build())
-            .build()
-            .into();
+        let agent = crate::http::agent(cfg.ca_file.as_deref(), Duration::from_secs(60))?;
         let auth = match (&cfg.api_key, &cfg.basic) {
             (Some(key), _) => Some(format!("ApiKey {key}")),
             (None, Some((user, pass))) => {

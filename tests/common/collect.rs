@@ -2,9 +2,8 @@
 //! against it, both real binaries on 127.0.0.1; with the checks the collector tests share.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
@@ -24,29 +23,22 @@ per_hour = 1000000";
 
 pub const SECRET: &str = "s3cr3t-Do-Not-Leak-42";
 
-/// A running simulator, stopped on drop.
+/// A running simulator (in this process, on a thread of its own), stopped on drop.
 pub struct Sim {
-    child: Child,
+    running: sophos_central_sim::Running,
     /// The simulator's base URL.
     pub url: String,
 }
 
 impl Sim {
+    /// Starts one on a free loopback port with these flags (and the tests' secret).
     pub fn start(args: &[&str]) -> Sim {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sophos-central-sim"))
-            .args(["--addr", "127.0.0.1:0", "--client-secret", SECRET])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the simulator starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut flags = vec!["--addr", "127.0.0.1:0", "--client-secret", SECRET];
+        flags.extend_from_slice(args);
+        let running = sophos_central_sim::start(&flags).expect("the simulator starts");
         Sim {
-            child,
-            url: line.trim().to_string(),
+            url: running.url.clone(),
+            running,
         }
     }
 
@@ -76,13 +68,6 @@ impl Sim {
     /// When the last row becomes visible (ms since the epoch).
     pub fn last_visible_ms(&self) -> i64 {
         self.get("/_sim/rows")["last_visible_ms"].as_i64().unwrap()
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -141,7 +126,7 @@ path = "{out}"
             .arg(&self.config)
             .args(args)
             .env("SOPHOS_TAC_TEST_SECRET", SECRET)
-            .env("RUST_LOG", "debug");
+            .env("RUST_LOG", "warn,sophos_tac=debug");
         c
     }
 

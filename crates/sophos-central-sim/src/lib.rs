@@ -1,5 +1,8 @@
 //! `sophos-central-sim`: a local simulator of the Sophos Central APIs that
-//! `sophos-tac collect` uses, for tests and demos. It listens on loopback only.
+//! `sophos-tac collect` uses, for tests and demos. It listens on loopback only. A
+//! library (tests run it in-process with [`start`]) and a command (`cargo run -p
+//! sophos-central-sim -- --help`). It is a workspace member of its own, so that the
+//! product does not depend on a web framework.
 //!
 //! It serves, as documented by Sophos:
 //! - `POST /api/v2/oauth2/token` (client credentials; tokens expire after `--token-ttl`);
@@ -42,86 +45,86 @@ use clap::Parser;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-/// Command-line flags.
+/// The simulator's settings (its command-line flags).
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "sophos-central-sim",
     version,
     about = "A local Sophos Central API simulator (loopback only)"
 )]
-struct Args {
+pub struct Args {
     /// Address to listen on (loopback only; port 0 picks one, printed on stdout).
     #[arg(long, default_value = "127.0.0.1:0")]
-    addr: SocketAddr,
+    pub addr: SocketAddr,
     /// Who the credential is: tenant, partner or organization.
     #[arg(long, default_value = "tenant")]
-    kind: String,
+    pub kind: String,
     /// Number of tenants (for a partner or an organization).
     #[arg(long, default_value_t = 3)]
-    tenants: usize,
+    pub tenants: usize,
     /// Rows per tenant.
     #[arg(long, default_value_t = 200)]
-    rows: usize,
+    pub rows: usize,
     /// The accepted client id.
     #[arg(long, default_value = "demo-client")]
-    client_id: String,
+    pub client_id: String,
     /// The accepted client secret.
     #[arg(long, default_value = "demo-secret")]
-    client_secret: String,
+    pub client_secret: String,
     /// Token lifetime, seconds.
     #[arg(long, default_value_t = 3600)]
-    token_ttl: u64,
+    pub token_ttl: u64,
     /// The lifetime the token answer announces (`expires_in`), seconds; more than
     /// `--token-ttl` makes tokens expire early, mid-run (default: the real one).
     #[arg(long)]
-    announced_ttl: Option<u64>,
+    pub announced_ttl: Option<u64>,
     /// Oldest row time, seconds before start.
     #[arg(long, default_value_t = 3600)]
-    past_secs: i64,
+    pub past_secs: i64,
     /// Newest row time, seconds after start (rows keep arriving until then).
     #[arg(long, default_value_t = 0)]
-    future_secs: i64,
+    pub future_secs: i64,
     /// Fraction of rows that reach the Data Lake later than their `calendar_time`.
     #[arg(long, default_value_t = 0.0)]
-    late_fraction: f64,
+    pub late_fraction: f64,
     /// The longest delay of a late row, seconds.
     #[arg(long, default_value_t = 30)]
-    late_secs: i64,
+    pub late_secs: i64,
     /// The shortest delay of a late row, seconds (default: `--late-secs`, one delay
     /// for all); delays are drawn log-uniformly between the two.
     #[arg(long)]
-    late_min_secs: Option<i64>,
+    pub late_min_secs: Option<i64>,
     /// Fraction of rows without a `record_identifier`.
     #[arg(long, default_value_t = 0.05)]
-    no_id_fraction: f64,
+    pub no_id_fraction: f64,
     /// Fraction of API calls answered 429 with Retry-After.
     #[arg(long, default_value_t = 0.0)]
-    throttle_rate: f64,
+    pub throttle_rate: f64,
     /// Fraction of API calls answered 500 or 503.
     #[arg(long, default_value_t = 0.0)]
-    fail_rate: f64,
+    pub fail_rate: f64,
     /// Fraction of API calls whose connection is closed without an answer.
     #[arg(long, default_value_t = 0.0)]
-    drop_rate: f64,
+    pub drop_rate: f64,
     /// The API answers 401 to every token (the token endpoint still issues them): a
     /// credential without access to the API.
     #[arg(long)]
-    api_refuses_tokens: bool,
+    pub api_refuses_tokens: bool,
     /// Delay before every answer, milliseconds.
     #[arg(long, default_value_t = 0)]
-    slow_ms: u64,
+    pub slow_ms: u64,
     /// Polls of a query run before it finishes.
     #[arg(long, default_value_t = 2)]
-    run_polls: u32,
+    pub run_polls: u32,
     /// A tenant index (0-based) whose query runs always fail.
     #[arg(long)]
-    failing_tenant: Option<usize>,
+    pub failing_tenant: Option<usize>,
     /// Tenants per page of the tenant listing.
     #[arg(long, default_value_t = 2)]
-    tenant_page_size: usize,
+    pub tenant_page_size: usize,
     /// Seed of the row generator and the fault injector.
     #[arg(long, default_value_t = 1)]
-    seed: u64,
+    pub seed: u64,
 }
 
 /// The seeded generator of rows and faults.
@@ -259,14 +262,12 @@ fn generate(args: &Args, tenants: &[String], rng: &mut Rng) -> Vec<Vec<Row>> {
         .collect()
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> std::io::Result<()> {
-    let args = Args::parse();
-    if !args.addr.ip().is_loopback() {
-        eprintln!("sophos-central-sim: listens on loopback only");
-        std::process::exit(2);
-    }
-    let listener = tokio::net::TcpListener::bind(args.addr).await?;
+/// Serves the simulator on `listener` until `stop` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    args: Args,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     let base = format!("http://{addr}");
     let mut rng = Rng(fastrand::Rng::with_seed(args.seed));
@@ -281,7 +282,7 @@ async fn main() -> std::io::Result<()> {
     let rows = generate(&args, &tenants, &mut rng);
     let sim = Sim {
         args,
-        base: base.clone(),
+        base,
         tenants,
         rows,
         tokens: HashMap::new(),
@@ -302,10 +303,65 @@ async fn main() -> std::io::Result<()> {
         .route("/_sim/rows", get(all_rows))
         .route("/_sim/stats", get(stats))
         .with_state(Arc::new(Mutex::new(sim)));
-    println!("{base}");
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
-    axum::serve(listener, app).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stop)
+        .await
+}
+
+/// A simulator running on a thread of its own; stopped when dropped.
+#[derive(Debug)]
+pub struct Running {
+    /// Its base URL, `http://127.0.0.1:PORT`.
+    pub url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Starts a simulator on 127.0.0.1 (a free port unless `--addr` names one) with these
+/// command-line flags, on a thread of its own.
+pub fn start(flags: &[&str]) -> Result<Running, String> {
+    let args =
+        Args::try_parse_from(std::iter::once("sophos-central-sim").chain(flags.iter().copied()))
+            .map_err(|e| e.to_string())?;
+    if !args.addr.ip().is_loopback() {
+        return Err("the simulator listens on loopback only".into());
+    }
+    let listener = std::net::TcpListener::bind(args.addr).map_err(|e| e.to_string())?;
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let url = format!(
+        "http://{}",
+        listener.local_addr().map_err(|e| e.to_string())?
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    std::thread::Builder::new()
+        .name("sophos-central-sim".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                    return;
+                };
+                let _ = serve(listener, args, async {
+                    let _ = stopped.await;
+                })
+                .await;
+            });
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(Running {
+        url,
+        stop: Some(stop),
+    })
 }
 
 fn error(status: StatusCode, message: &str) -> Response {

@@ -186,7 +186,7 @@ fn check_template(profile: &Profile) {
 
 #[test]
 fn readme_field_tables_are_generated() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/fields.md");
     let mut readme = std::fs::read_to_string(&path).unwrap();
     let mut stale = Vec::new();
     for (marker, profile) in [

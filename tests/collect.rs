@@ -5,10 +5,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::collect::{Setup, Sim, assert_exactly_once, assert_no_secret};
+use common::collect::{Setup, Sim, assert_exactly_once, assert_no_secret, rng, wait_for_every_row};
 
 #[test]
 fn tenant_once_delivers_every_row_once_and_a_second_pass_adds_nothing() {
@@ -117,33 +116,16 @@ fn kill_9_at_random_points_never_loses_or_doubles_a_row() {
         "0.05",
     ]);
     let setup = Setup::new(&sim, "rotate_bytes = 20000");
-    let mut seed = 0x2545_F491_4F6C_DD1Du64;
-    let mut rnd = move |n: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % n
-    };
+    let mut rnd = rng(0x2545_F491_4F6C_DD1D);
     let mut logs = String::new();
     let started = Instant::now();
     let mut kills = 0;
     while started.elapsed() < Duration::from_secs(12) || kills < 10 {
-        let mut child = setup
-            .command(&[])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(50 + rnd(700)));
-        let _ = child.kill(); // SIGKILL
-        let out = child.wait_with_output().unwrap();
-        logs += &String::from_utf8_lossy(&out.stderr);
+        logs += &setup.kill_9_after(50 + rnd(700));
         kills += 1;
     }
     // Wait until every row is visible, then catch up.
-    while jiff::Timestamp::now().as_millisecond() < sim.last_visible_ms() + 500 {
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_every_row(&sim);
     let (code, log) = setup.once();
     assert_eq!(code, 0, "{log}");
     println!(

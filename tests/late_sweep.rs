@@ -7,11 +7,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::collect::{
-    DEFAULT_LIMITS, SECRET, Setup, Sim, assert_exactly_once, assert_no_secret, bounded,
+    DEFAULT_LIMITS, SECRET, Setup, Sim, assert_exactly_once, assert_no_secret, bounded, rng,
+    wait_for_every_row,
 };
 use serde_json::Value;
 
@@ -28,19 +28,6 @@ fn lateness_secs(row: &str) -> f64 {
         .as_secs_f64()
 }
 
-/// Waits until the simulator's last row has arrived, plus half a second.
-fn wait_for_every_row(sim: &Sim) {
-    let until = sim.last_visible_ms() + 500;
-    let bound = Instant::now() + Duration::from_secs(120);
-    while now_ms() < until {
-        assert!(
-            Instant::now() < bound,
-            "the simulator's rows did not all arrive within 2 minutes"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// The Data Lake calls the simulator served, per tenant.
 fn xdr_calls(sim: &Sim) -> BTreeMap<String, u64> {
     sim.get("/_sim/stats")["xdr_calls"]
@@ -51,12 +38,6 @@ fn xdr_calls(sim: &Sim) -> BTreeMap<String, u64> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn status(setup: &Setup) -> String {
-    let out = bounded(setup.command(&["--status"]), Duration::from_secs(30));
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
@@ -100,31 +81,16 @@ poll_interval_ms = 20
 late_sweep_secs = 2
 interval_secs = 1";
     let setup = Setup::with(&sim, query, DEFAULT_LIMITS, "rotate_bytes = 50000");
-    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-    let mut rnd = move |n: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % n
-    };
+    let mut rnd = rng(0x9E37_79B9_7F4A_7C15);
     let mut logs = String::new();
     let started = Instant::now();
     let (mut kills, mut mid_sweep) = (0, 0);
     while (started.elapsed() < Duration::from_secs(12) || kills < 20 || mid_sweep < 3)
         && started.elapsed() < Duration::from_secs(90)
     {
-        let mut child = setup
-            .command(&[])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(50 + rnd(900)));
-        let _ = child.kill(); // SIGKILL
-        let out = child.wait_with_output().unwrap();
-        logs += &String::from_utf8_lossy(&out.stderr);
+        logs += &setup.kill_9_after(50 + rnd(900));
         kills += 1;
-        if status(&setup).contains("running") {
+        if setup.status().contains("running") {
             mid_sweep += 1;
         }
     }
@@ -230,19 +196,13 @@ interval_secs = 1";
         inside > 20 && outside > 20,
         "{inside} inside, {outside} outside"
     );
-    let st = status(&setup);
-    let late_column: i64 = st
-        .lines()
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .nth(5)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let late_column = setup.late_count();
     // Rows that had arrived before the first pass were read by its live window; the
     // others inside the horizon, by the sweep.
-    assert!(late_column > 20 && late_column <= inside as i64, "{st}");
+    assert!(
+        late_column > 20 && late_column <= inside as i64,
+        "{late_column} late, {inside} inside"
+    );
     assert!(log.contains("late sweep done"), "{log}");
 }
 
@@ -291,7 +251,7 @@ interval_secs = 1";
         .filter(|r| lateness_secs(r) > 60.0 && !got.contains_key(r))
         .collect();
     assert!(missed.len() > 30, "{} late rows missed", missed.len());
-    assert!(status(&setup).contains(" off "));
+    assert!(setup.status().contains(" off "));
     // Then on: the first pass schedules it, the next runs it, and crashes after its
     // third delivery, between delivery and commit.
     let text = std::fs::read_to_string(&setup.config).unwrap();
@@ -306,7 +266,7 @@ interval_secs = 1";
     crash.env("SOPHOS_TAC_CRASH_AFTER_DELIVERIES", "3");
     let out = bounded(crash, Duration::from_secs(120));
     assert!(!out.status.success(), "it crashed");
-    let st = status(&setup);
+    let st = setup.status();
     assert!(st.contains("running"), "the sweep is still under way: {st}");
     let (code, log) = setup.once();
     assert_eq!(code, 0, "{log}");
@@ -317,17 +277,8 @@ interval_secs = 1";
     );
     assert!(log.contains("late sweep done"), "{log}");
     assert_exactly_once(&sim, &setup);
-    let st = status(&setup);
-    let late_column: usize = st
-        .lines()
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .nth(5)
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert_eq!(late_column, missed.len(), "{st}");
+    let late_column = setup.late_count() as usize;
+    assert_eq!(late_column, missed.len());
 }
 
 #[test]

@@ -142,6 +142,41 @@ path = "{out}"
         (out.status.code().unwrap_or(-1), log)
     }
 
+    /// Starts the collector as a service, kills it with SIGKILL after `ms`, and returns
+    /// what it logged.
+    pub fn kill_9_after(&self, ms: u64) -> String {
+        let mut child = self
+            .command(&[])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        let _ = child.kill(); // SIGKILL
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// `collect --status`, printed.
+    pub fn status(&self) -> String {
+        let out = bounded(
+            self.command(&["--status"]),
+            std::time::Duration::from_secs(30),
+        );
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The `late` column of the first tenant's `--status` line.
+    pub fn late_count(&self) -> i64 {
+        let st = self.status();
+        st.lines()
+            .nth(1)
+            .and_then(|l| l.split_whitespace().nth(5))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no late column in {st}"))
+    }
+
     /// The `message` of every delivered document (every output file), counted.
     pub fn delivered(&self) -> BTreeMap<String, usize> {
         let mut m = BTreeMap::new();
@@ -208,6 +243,30 @@ pub fn assert_no_secret(setup: &Setup, logs: &str) {
         }
         let hit = bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes());
         assert!(!hit, "the secret is in {}", path.display());
+    }
+}
+
+/// A seeded xorshift generator of the tests' random moments: `rnd(n)` is in `0..n`.
+pub fn rng(mut seed: u64) -> impl FnMut(u64) -> u64 {
+    move |n| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    }
+}
+
+/// Waits until the simulator's last row has arrived, plus half a second (two minutes at
+/// most).
+pub fn wait_for_every_row(sim: &Sim) {
+    let until = sim.last_visible_ms() + 500;
+    let bound = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while jiff::Timestamp::now().as_millisecond() < until {
+        assert!(
+            std::time::Instant::now() < bound,
+            "the simulator's rows did not all arrive within 2 minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
 

@@ -391,3 +391,46 @@ per_hour = 1000000";
     assert!(tokens <= 2, "{tokens} tokens fetched");
     assert!(started.elapsed() < Duration::from_secs(20));
 }
+
+#[test]
+fn turning_the_sweep_on_later_delivers_nothing_twice() {
+    // Rows over the last hour and the next 4 s, all on time. First with the sweep off and a
+    // 1-second overlap, so that keys are forgotten within seconds.
+    let sim = Sim::start(&[
+        "--kind",
+        "tenant",
+        "--rows",
+        "200",
+        "--past-secs",
+        "3600",
+        "--future-secs",
+        "4",
+    ]);
+    let query = "lookback_secs = 7200
+overlap_secs = 1
+poll_interval_ms = 20
+late_horizon_secs = 0
+late_sweep_secs = 1
+interval_secs = 1";
+    let setup = Setup::with(&sim, query, DEFAULT_LIMITS, "");
+    // Passes for 6 s: the first windows' keys are forgotten 2 s after them.
+    for _ in 0..8 {
+        assert_eq!(setup.once().0, 0);
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    assert_exactly_once(&sim, &setup);
+    // On, with a horizon that covers every row: the keys of the first hour are gone, so
+    // the sweep must not reach back there.
+    let text = std::fs::read_to_string(&setup.config).unwrap();
+    std::fs::write(
+        &setup.config,
+        text.replace("late_horizon_secs = 0", "late_horizon_secs = 7200"),
+    )
+    .unwrap();
+    assert_eq!(setup.once().0, 0);
+    std::thread::sleep(Duration::from_millis(1_100));
+    let (code, log) = setup.once();
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("late sweep done"), "{log}");
+    assert_exactly_once(&sim, &setup);
+}

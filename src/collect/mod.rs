@@ -452,7 +452,7 @@ impl Collector {
             if overdue < 0 {
                 return Ok(total);
             }
-            let begin = (now - reach).as_millisecond().max(origin);
+            let begin = sweep_begin(now, reach, origin, t.pruned_before_ms);
             lock(&self.state).start_sweep(&tenant.id, begin, checkpoint)?;
             tracing::info!(tenant = %tenant.id, from = %from_ms(begin), to = %from_ms(checkpoint), "late sweep started");
         }
@@ -735,6 +735,23 @@ async fn shutdown() {
     }
 }
 
+/// Where a new sweep starts: `now − reach`, but never before the tenant's first window
+/// (`origin`), nor before the newest key forgotten (`pruned_before`): the keys of older
+/// rows may be gone, and the sweep would deliver those rows again. So turning the sweep on,
+/// or widening the horizon, covers rows from then on and reaches its full width as time
+/// passes, without doubling anything.
+fn sweep_begin(
+    now: Timestamp,
+    reach: SignedDuration,
+    origin: i64,
+    pruned_before: Option<i64>,
+) -> i64 {
+    (now - reach)
+        .as_millisecond()
+        .max(origin)
+        .max(pruned_before.unwrap_or(i64::MIN))
+}
+
 /// Where a tenant's next live window starts: the checkpoint minus the overlap, or
 /// `now − lookback` on the first run; never older than 30 days (what the Data Lake
 /// keeps). It ends at now, or earlier when its results do not fit the page budget.
@@ -840,6 +857,29 @@ mod tests {
         assert_eq!(live_start(Some(old), now, day, m), oldest);
         // a lookback beyond 30 days too
         assert_eq!(live_start(None, now, day * 45, m), oldest);
+    }
+
+    #[test]
+    fn a_sweep_never_reaches_before_the_origin_or_forgotten_keys() {
+        let now: Timestamp = "2024-06-01T12:00:00Z".parse().unwrap();
+        let reach = SignedDuration::from_hours(72);
+        let ms = |t: Timestamp| t.as_millisecond();
+        let three_days_ago = ms(now - reach);
+        // a tenant collected for a week, keys kept for the whole reach
+        let week_ago = ms(now - SignedDuration::from_hours(24 * 7));
+        assert_eq!(
+            sweep_begin(now, reach, week_ago, Some(three_days_ago - 1)),
+            three_days_ago
+        );
+        // a tenant first collected yesterday: nothing older than its first window
+        let yesterday = ms(now - SignedDuration::from_hours(24));
+        assert_eq!(sweep_begin(now, reach, yesterday, None), yesterday);
+        // the sweep was off (keys kept 20 minutes) until now: it starts where keys are whole
+        let twenty_minutes_ago = ms(now - SignedDuration::from_mins(20));
+        assert_eq!(
+            sweep_begin(now, reach, week_ago, Some(twenty_minutes_ago)),
+            twenty_minutes_ago
+        );
     }
 
     #[test]

@@ -73,6 +73,9 @@ pub struct TenantStatus {
     pub late: i64,
     /// The late sweep.
     pub sweep: SweepState,
+    /// Just past the newest key forgotten: keys of rows before it may be gone, so no
+    /// sweep reaches back before it (it would deliver those rows again).
+    pub pruned_before_ms: Option<i64>,
 }
 
 /// What a committed delivery moves forward.
@@ -109,11 +112,12 @@ const ADDED_COLUMNS: &[(&str, &str)] = &[
     ("sweep_done_ms", "INTEGER"),
     ("sweep_rows", "INTEGER NOT NULL DEFAULT 0"),
     ("sweep_windows", "INTEGER NOT NULL DEFAULT 0"),
+    ("pruned_before_ms", "INTEGER"),
 ];
 
 const TENANT_COLUMNS: &str = "id, name, checkpoint_ms, origin_ms, last_run_ms, last_error, delivered, late, \
      sweep_due_ms, sweep_begin_ms, sweep_cursor_ms, sweep_end_ms, sweep_started_ms, sweep_done_ms, \
-     sweep_rows, sweep_windows";
+     sweep_rows, sweep_windows, pruned_before_ms";
 
 fn tenant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TenantStatus> {
     Ok(TenantStatus {
@@ -135,6 +139,7 @@ fn tenant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TenantStatus> {
             rows: r.get(14)?,
             windows: r.get(15)?,
         },
+        pruned_before_ms: r.get(16)?,
     })
 }
 
@@ -321,15 +326,34 @@ impl State {
         tx.commit().map_err(db_err)
     }
 
-    /// Forgets the keys of rows whose `calendar_time` is before `before_ms` (no window
-    /// reaches that far back any more); returns how many.
-    pub fn prune(&self, tenant: &str, before_ms: i64) -> Result<usize, CollectError> {
-        self.db
+    /// Forgets the keys whose window ended before `before_ms` (no window reaches that far
+    /// back any more), and moves [`TenantStatus::pruned_before_ms`] just past the newest
+    /// key forgotten; returns how many keys went.
+    pub fn prune(&mut self, tenant: &str, before_ms: i64) -> Result<usize, CollectError> {
+        let tx = self.db.transaction().map_err(db_err)?;
+        let newest: Option<i64> = tx
+            .query_row(
+                "SELECT MAX(until_ms) FROM seen WHERE tenant = ?1 AND until_ms < ?2",
+                params![tenant, before_ms],
+                |r| r.get(0),
+            )
+            .map_err(db_err)?;
+        let Some(newest) = newest else {
+            return Ok(0);
+        };
+        let n = tx
             .execute(
                 "DELETE FROM seen WHERE tenant = ?1 AND until_ms < ?2",
                 params![tenant, before_ms],
             )
-            .map_err(db_err)
+            .map_err(db_err)?;
+        tx.execute(
+            "UPDATE tenants SET pruned_before_ms = MAX(COALESCE(pruned_before_ms, ?2), ?2) WHERE id = ?1",
+            params![tenant, newest + 1],
+        )
+        .map_err(db_err)?;
+        tx.commit().map_err(db_err)?;
+        Ok(n)
     }
 
     /// Sets when the tenant's next sweep is due.
@@ -453,6 +477,12 @@ mod tests {
         assert!(s.seen("t1", "k1").unwrap());
         assert_eq!(s.prune("t1", 9_001).unwrap(), 1);
         assert!(!s.seen("t1", "k1").unwrap());
+        // the newest threshold is kept, and never moves back
+        s.prune("t1", 5_000).unwrap();
+        assert_eq!(
+            s.tenant("t1").unwrap().unwrap().pruned_before_ms,
+            Some(9_001)
+        );
     }
 
     #[test]

@@ -591,8 +591,7 @@ impl Collector {
         {
             let state = lock(&self.state);
             for row in rows {
-                let meta = RowMeta::of(row.get());
-                let key = meta.key.clone();
+                let key = row_key(row.get());
                 if !in_window.insert(key.clone()) || state.seen(&tenant.id, &key)? {
                     s.duplicates += 1;
                     continue;
@@ -605,11 +604,12 @@ impl Collector {
                         s.delivered += 1;
                         if lane == Lane::Sweep {
                             s.late += 1;
+                            let (calendar_time, late) = lateness(row.get());
                             tracing::info!(
                                 tenant = %tenant.id,
                                 key = %key,
-                                calendar_time = meta.calendar_time.map(|t| t.to_string()),
-                                lateness_secs = meta.lateness().map(|d| d.as_secs()),
+                                calendar_time = calendar_time.map(|t| t.to_string()),
+                                lateness_secs = late.map(|d| d.as_secs()),
                                 "late row caught by the sweep"
                             );
                         }
@@ -785,56 +785,48 @@ fn crash_point() {
     }
 }
 
-/// What the collector reads of a row besides its mapping: its dedup key and its times.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RowMeta {
-    /// The dedup key: `id:` and the `record_identifier`, or `sha256:` and a hash of the
-    /// row's JSON text when it has none.
-    pub key: String,
-    /// The row's `calendar_time`, when it has a valid one.
-    pub calendar_time: Option<Timestamp>,
-    /// When the row reached the Data Lake (`ingestion_timestamp`), when valid.
-    pub ingestion_time: Option<Timestamp>,
-}
-
-impl RowMeta {
-    /// Reads a row's key and times (a row that is not a JSON object gets a hash key).
-    pub fn of(row: &str) -> RowMeta {
-        #[derive(serde::Deserialize)]
-        struct Fields<'a> {
-            #[serde(borrow)]
-            record_identifier: Option<std::borrow::Cow<'a, str>>,
-            #[serde(borrow)]
-            calendar_time: Option<std::borrow::Cow<'a, str>>,
-            #[serde(borrow)]
-            ingestion_timestamp: Option<std::borrow::Cow<'a, str>>,
-        }
-        let fields = serde_json::from_str::<Fields>(row).ok();
-        let time = |t: Option<&std::borrow::Cow<'_, str>>| t.and_then(|t| t.parse().ok());
-        let key = match fields.as_ref().and_then(|f| f.record_identifier.as_deref()) {
-            Some(id) if !id.is_empty() => format!("id:{id}"),
-            _ => {
-                let digest = Sha256::digest(row.as_bytes());
-                let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-                format!("sha256:{hex}")
-            }
-        };
-        RowMeta {
-            key,
-            calendar_time: time(fields.as_ref().and_then(|f| f.calendar_time.as_ref())),
-            ingestion_time: time(fields.as_ref().and_then(|f| f.ingestion_timestamp.as_ref())),
-        }
-    }
-
-    /// How late the row reached the Data Lake: `ingestion_timestamp − calendar_time`.
-    pub fn lateness(&self) -> Option<SignedDuration> {
-        Some(self.ingestion_time?.duration_since(self.calendar_time?))
-    }
-}
-
-/// A row's dedup key: its `record_identifier`, or a SHA-256 of its JSON text.
+/// A row's dedup key: `id:` and its `record_identifier`, or `sha256:` and a SHA-256 of its
+/// JSON text when it has none (or the row is not an object with a string id).
 pub fn row_key(row: &str) -> String {
-    RowMeta::of(row).key
+    #[derive(serde::Deserialize)]
+    struct Id<'a> {
+        #[serde(borrow)]
+        record_identifier: Option<std::borrow::Cow<'a, str>>,
+    }
+    match serde_json::from_str::<Id>(row) {
+        Ok(Id {
+            record_identifier: Some(id),
+        }) if !id.is_empty() => format!("id:{id}"),
+        _ => {
+            let digest = Sha256::digest(row.as_bytes());
+            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            format!("sha256:{hex}")
+        }
+    }
+}
+
+/// A row's `calendar_time` and how late it reached the Data Lake
+/// (`ingestion_timestamp − calendar_time`), when both are RFC 3339 strings; other values
+/// (epochs, nulls) leave the part they concern out.
+pub fn lateness(row: &str) -> (Option<Timestamp>, Option<SignedDuration>) {
+    #[derive(serde::Deserialize)]
+    struct Times<'a> {
+        #[serde(borrow)]
+        calendar_time: Option<&'a RawValue>,
+        #[serde(borrow)]
+        ingestion_timestamp: Option<&'a RawValue>,
+    }
+    let Ok(times) = serde_json::from_str::<Times>(row) else {
+        return (None, None);
+    };
+    let time = |raw: Option<&RawValue>| -> Option<Timestamp> {
+        crate::value::unquote(raw?.get())?.parse().ok()
+    };
+    let calendar = time(times.calendar_time);
+    let late = time(times.ingestion_timestamp)
+        .zip(calendar)
+        .map(|(i, c)| i.duration_since(c));
+    (calendar, late)
 }
 
 #[cfg(test)]
@@ -883,15 +875,14 @@ mod tests {
     }
 
     #[test]
-    fn row_meta_reads_the_key_and_the_lateness() {
-        let m = RowMeta::of(
-            r#"{"record_identifier":"r1","calendar_time":"2024-06-01T10:00:00.000Z","ingestion_timestamp":"2024-06-02T10:30:00Z"}"#,
-        );
-        assert_eq!(m.key, "id:r1");
-        assert_eq!(m.lateness(), Some(SignedDuration::from_mins(24 * 60 + 30)));
-        let m = RowMeta::of(r#"{"calendar_time":"not a time"}"#);
-        assert_eq!((m.calendar_time, m.lateness()), (None, None));
-        assert!(RowMeta::of("[1,2]").key.starts_with("sha256:"));
+    fn lateness_reads_rfc3339_times_and_leaves_the_rest_out() {
+        let row = r#"{"record_identifier":"r1","calendar_time":"2024-06-01T10:00:00.000Z","ingestion_timestamp":"2024-06-02T10:30:00Z"}"#;
+        let (calendar, late) = lateness(row);
+        assert_eq!(calendar, "2024-06-01T10:00:00Z".parse().ok());
+        assert_eq!(late, Some(SignedDuration::from_mins(24 * 60 + 30)));
+        assert_eq!(lateness(r#"{"calendar_time":"not a time"}"#), (None, None));
+        assert_eq!(lateness(r#"{"calendar_time":1700000000}"#), (None, None));
+        assert_eq!(lateness("[1,2]"), (None, None));
     }
 
     #[test]
@@ -901,5 +892,12 @@ mod tests {
         assert_eq!(row_key(r#"{"a":1}"#), row_key(r#"{"a":1}"#));
         assert_ne!(row_key(r#"{"a":1}"#), row_key(r#"{"a":2}"#));
         assert!(row_key(r#"{"record_identifier":""}"#).starts_with("sha256:"));
+        // whatever the other keys hold (regression: an epoch calendar_time)
+        assert_eq!(
+            row_key(
+                r#"{"record_identifier":"a","calendar_time":1700000000,"ingestion_timestamp":null}"#
+            ),
+            "id:a"
+        );
     }
 }

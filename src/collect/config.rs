@@ -351,12 +351,13 @@ impl CollectConfig {
     /// How far back a late sweep reaches: the horizon, plus one sweep interval and one
     /// overlap, so that a row arriving just inside the horizon is still in reach of the
     /// first sweep that starts after it arrives. Zero when the sweep is off.
-    pub fn sweep_reach(&self) -> Duration {
+    pub fn sweep_reach(&self) -> jiff::SignedDuration {
         let q = &self.file.query;
         if q.late_horizon_secs == 0 {
-            return Duration::ZERO;
+            return jiff::SignedDuration::ZERO;
         }
-        Duration::from_secs(q.late_horizon_secs + q.late_sweep_secs + q.overlap_secs)
+        let secs = q.late_horizon_secs + q.late_sweep_secs + q.overlap_secs;
+        jiff::SignedDuration::from_secs(i64::try_from(secs).unwrap_or(i64::MAX))
     }
 
     /// The syslog sink settings, for `type = "syslog"`.

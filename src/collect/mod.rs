@@ -373,14 +373,15 @@ impl Collector {
     /// keys no window can return any more.
     async fn live(&self, tenant: &Tenant) -> Result<PassSummary, CollectError> {
         let q = &self.config.file.query;
+        let overlap = secs(q.overlap_secs);
         let mut total = PassSummary::default();
-        loop {
+        let checkpoint = loop {
             if self.stopping() {
                 return Ok(total);
             }
             let now = Timestamp::now();
             let checkpoint = lock(&self.state).checkpoint(&tenant.id)?.map(from_ms);
-            let from = live_start(checkpoint, now, secs(q.lookback_secs), secs(q.overlap_secs));
+            let from = live_start(checkpoint, now, secs(q.lookback_secs), overlap);
             if let Some(c) = checkpoint {
                 let lag_ms = now.duration_since(c).as_millis() as i64;
                 tracing::debug!(tenant = %tenant.id, lag_ms, "live lane");
@@ -396,19 +397,15 @@ impl Collector {
             let s = self.deliver_window(tenant, Lane::Live, from, to, &rows, progress)?;
             total.add(&s);
             if to >= now {
-                break;
+                // Caught up: the last window's end is the checkpoint now.
+                break to;
             }
-        }
-        let now = Timestamp::now();
-        let checkpoint = lock(&self.state).checkpoint(&tenant.id)?.map(from_ms);
-        if let Some(c) = checkpoint {
-            let reach = SignedDuration::try_from(self.config.sweep_reach()).unwrap_or_default();
-            let overlap = secs(q.overlap_secs);
-            let before = (now - reach).min(c - overlap) - overlap;
-            let pruned = lock(&self.state).prune(&tenant.id, before.as_millisecond())?;
-            if pruned > 0 {
-                tracing::debug!(tenant = %tenant.id, pruned, "forgot keys no window can return");
-            }
+        };
+        let reach = self.config.sweep_reach();
+        let before = (Timestamp::now() - reach).min(checkpoint - overlap) - overlap;
+        let pruned = lock(&self.state).prune(&tenant.id, before.as_millisecond())?;
+        if pruned > 0 {
+            tracing::debug!(tenant = %tenant.id, pruned, "forgot keys no window can return");
         }
         Ok(total)
     }
@@ -423,7 +420,7 @@ impl Collector {
     ) -> Result<PassSummary, CollectError> {
         let q = &self.config.file.query;
         let every = secs(q.late_sweep_secs);
-        let reach = SignedDuration::try_from(self.config.sweep_reach()).unwrap_or_default();
+        let reach = self.config.sweep_reach();
         let mut total = PassSummary::default();
         let Some(t) = lock(&self.state).tenant(&tenant.id)? else {
             return Ok(total);

@@ -13,7 +13,6 @@
 //! permanent and goes to the dead-letter file, with the document and the server's
 //! reason. Batches are limited by count and bytes; bodies can be gzip-compressed.
 
-use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,6 +22,7 @@ use serde_json::{Value, json};
 use crate::catalogue::{TemplateOptions, index_template};
 use crate::error::Error;
 use crate::mapping::Profile;
+use crate::sinks::DeadLetter;
 use crate::sinks::Sink;
 
 /// Settings of the sink.
@@ -216,7 +216,7 @@ pub struct EsStats {
 pub struct EsSink {
     cfg: EsConfig,
     service: EsService,
-    dead_letter: Option<File>,
+    dead_letter: DeadLetter,
     stats: EsStats,
 }
 
@@ -229,7 +229,7 @@ impl EsSink {
         })?;
         let mut sink = EsSink {
             service,
-            dead_letter: None,
+            dead_letter: DeadLetter::new(cfg.dead_letter.clone()),
             stats: EsStats::default(),
             cfg,
         };
@@ -285,28 +285,10 @@ impl EsSink {
     }
 
     fn dead_letter(&mut self, doc: &Doc, reason: &Value) -> Result<(), Error> {
-        if self.dead_letter.is_none() {
-            let f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.cfg.dead_letter)
-                .map_err(|source| Error::Create {
-                    path: self.cfg.dead_letter.clone(),
-                    source,
-                })?;
-            self.dead_letter = Some(f);
-        }
         let document: Value = serde_json::from_slice(&doc.json)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&doc.json).into_owned()));
         let record = json!({ "index": self.cfg.index, "_id": doc.id, "reason": reason, "document": document });
-        let path = self.cfg.dead_letter.display().to_string();
-        let f = self.dead_letter.as_mut().ok_or_else(|| Error::Write {
-            path: path.clone(),
-            source: std::io::Error::other("closed"),
-        })?;
-        writeln!(f, "{record}")
-            .and_then(|()| f.sync_data())
-            .map_err(|source| Error::Write { path, source })?;
+        self.dead_letter.write(&record)?;
         self.stats.dead_lettered += 1;
         Ok(())
     }

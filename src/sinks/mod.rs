@@ -20,6 +20,46 @@ use std::io::Write;
 
 use crate::error::Error;
 
+/// A dead-letter file: NDJSON records of what an output refused for good or set aside,
+/// each with its reason. Opened (for appending) on the first record; each record is
+/// synced before the call returns, so a kept document is never lost.
+#[derive(Debug)]
+pub struct DeadLetter {
+    path: std::path::PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl DeadLetter {
+    /// A dead-letter file at `path`, not yet opened.
+    pub fn new(path: std::path::PathBuf) -> DeadLetter {
+        DeadLetter { path, file: None }
+    }
+
+    /// Appends one record (a line of JSON) and syncs it.
+    pub fn write(&mut self, record: &serde_json::Value) -> Result<(), Error> {
+        let file = match &mut self.file {
+            Some(f) => f,
+            None => {
+                let f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)
+                    .map_err(|source| Error::Create {
+                        path: self.path.clone(),
+                        source,
+                    })?;
+                self.file.insert(f)
+            }
+        };
+        writeln!(file, "{record}")
+            .and_then(|()| file.sync_data())
+            .map_err(|source| Error::Write {
+                path: self.path.display().to_string(),
+                source,
+            })
+    }
+}
+
 /// A URL as it may be shown in a log line or an error: any user-info (`user:password@`)
 /// replaced by `***@`.
 pub fn redact_url(url: &str) -> String {

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::sinks::Sink;
+use crate::sinks::{DeadLetter, Sink};
 
 /// The transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,6 +185,8 @@ pub struct SyslogSink {
     tls: Option<Arc<rustls::ClientConfig>>,
     conn: Option<Conn>,
     stats: SyslogStats,
+    /// Where messages over the size limit go, when asked (`oversize_dead_letter`).
+    dead_letter: Option<DeadLetter>,
 }
 
 impl std::fmt::Debug for SyslogSink {
@@ -207,6 +209,7 @@ impl SyslogSink {
             _ => None,
         };
         Ok(SyslogSink {
+            dead_letter: cfg.oversize_dead_letter.clone().map(DeadLetter::new),
             cfg,
             tls,
             conn: None,
@@ -232,25 +235,14 @@ impl SyslogSink {
                 "syslog: a message is larger than the receiver is said to take (max_message_bytes); a receiver with that limit truncates or splits it: raise the receiver's limit (rsyslog: global(maxMessageSize=\"256k\"); syslog-ng: log-msg-size(262144)) and max_message_bytes with it, or keep such documents aside (oversize dead-letter). Further ones are only counted."
             );
         }
-        let Some(path) = &self.cfg.oversize_dead_letter else {
+        let Some(dead_letter) = &mut self.dead_letter else {
             return Ok(true);
         };
         let record = serde_json::json!({
             "reason": format!("syslog message of {} bytes, over max_message_bytes ({limit})", frame.len()),
             "document": String::from_utf8_lossy(doc),
         });
-        let write = |path: &PathBuf| -> std::io::Result<()> {
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)?;
-            writeln!(f, "{record}")?;
-            f.sync_data()
-        };
-        write(path).map_err(|source| Error::Write {
-            path: path.display().to_string(),
-            source,
-        })?;
+        dead_letter.write(&record)?;
         self.stats.dead_lettered += 1;
         Ok(false)
     }

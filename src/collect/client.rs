@@ -19,6 +19,7 @@ use tokio::sync::Mutex;
 
 use crate::collect::CollectError;
 use crate::collect::config::{CollectConfig, Secret};
+use crate::collect::metrics::Metrics;
 
 /// Who the credential belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +35,17 @@ pub enum Principal {
     Partner(String),
     /// An organization (many tenants).
     Organization(String),
+}
+
+impl Principal {
+    /// `tenant`, `partner` or `organization`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Principal::Tenant { .. } => "tenant",
+            Principal::Partner(_) => "partner",
+            Principal::Organization(_) => "organization",
+        }
+    }
 }
 
 /// A tenant to collect.
@@ -160,6 +172,7 @@ pub struct Client {
     token: Mutex<Option<Token>>,
     limiter: Mutex<RateLimiter>,
     max_retries: u32,
+    metrics: std::sync::Arc<Metrics>,
 }
 
 #[derive(Deserialize)]
@@ -169,8 +182,12 @@ struct TokenResponse {
 }
 
 impl Client {
-    /// A client for the configured credential (TLS verified by rustls).
-    pub fn new(config: &CollectConfig) -> Result<Client, CollectError> {
+    /// A client for the configured credential (TLS verified by rustls), counting its
+    /// requests and retries in `metrics`.
+    pub fn new(
+        config: &CollectConfig,
+        metrics: std::sync::Arc<Metrics>,
+    ) -> Result<Client, CollectError> {
         let l = &config.file.limits;
         let agent = crate::http::agent(None, Duration::from_secs(l.request_timeout_secs.max(1)))
             .map_err(|e| CollectError::Config(format!("HTTP client: {e}")))?;
@@ -189,7 +206,37 @@ impl Client {
             token: Mutex::new(None),
             limiter: Mutex::new(limiter),
             max_retries: l.max_retries,
+            metrics,
         })
+    }
+
+    /// The metrics label of a URL this client calls.
+    fn endpoint(&self, url: &str) -> &'static str {
+        if url == self.auth_url {
+            "token"
+        } else if url.ends_with("/whoami/v1") {
+            "whoami"
+        } else if url.ends_with("/tenants") {
+            "tenants"
+        } else if url.ends_with("/results") {
+            "query_results"
+        } else if url.ends_with("/queries/runs") {
+            "query_run"
+        } else if url.contains("/queries/runs/") {
+            "query_status"
+        } else {
+            "other"
+        }
+    }
+
+    /// Counts a retry, by its reason.
+    fn retrying(&self, status: Option<u16>) {
+        self.metrics.api_retry(match status {
+            Some(429) => "rate_limited",
+            Some(401) => "token_renewal",
+            Some(_) => "server_error",
+            None => "transport",
+        });
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
@@ -205,6 +252,12 @@ impl Client {
             }
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// Obtains an access token (or checks the one held is still valid): the first
+    /// step of `--check`.
+    pub async fn authenticate(&self) -> Result<(), CollectError> {
+        self.token(false).await.map(|_| ())
     }
 
     /// A valid access token, fetched or renewed as needed: a minute (at most a quarter
@@ -232,23 +285,34 @@ impl Client {
             match sent {
                 Ok(r) if r.ok() => break r,
                 Ok(r) if retryable(r.status) && attempt < self.max_retries => {
+                    self.retrying(Some(r.status));
                     tokio::time::sleep(r.retry_after.unwrap_or_else(|| self.backoff(attempt)))
                         .await;
                 }
                 Ok(r) => {
-                    return Err(CollectError::Auth(format!(
-                        "{}: HTTP {}: {}",
+                    let refused = if matches!(r.status, 400 | 401 | 403) {
+                        ": the credential was refused (check client_id and the client secret)"
+                    } else {
+                        ""
+                    };
+                    let message = format!(
+                        "{}: HTTP {}{refused}: {}",
                         self.auth_url,
                         r.status,
                         r.text()
-                    )));
+                    );
+                    self.metrics.token_result(Err(message.clone()));
+                    return Err(CollectError::Auth(message));
                 }
                 Err(e) if attempt < self.max_retries => {
                     tracing::warn!(url = %self.auth_url, error = %e, attempt, "token request failed; retrying");
+                    self.retrying(None);
                     tokio::time::sleep(self.backoff(attempt)).await;
                 }
                 Err(e) => {
-                    return Err(CollectError::Auth(format!("{}: {e}", self.auth_url)));
+                    let message = format!("{}: {e}", self.auth_url);
+                    self.metrics.token_result(Err(message.clone()));
+                    return Err(CollectError::Auth(message));
                 }
             }
             attempt += 1;
@@ -265,6 +329,7 @@ impl Client {
             renew_at: now + ttl - margin,
         };
         *guard = Some(token.clone());
+        self.metrics.token_result(Ok(()));
         tracing::debug!(expires_in = ttl.as_secs(), "new access token");
         Ok(token)
     }
@@ -302,10 +367,12 @@ impl Client {
                 Ok(r) if r.ok() => return Ok(r.body),
                 Ok(r) if r.status == 401 => {
                     if renewed && age < FRESH_TOKEN {
-                        return Err(CollectError::Auth(format!(
+                        let message = format!(
                             "{url}: HTTP 401 for a token obtained {} ms before: the API refuses this credential",
                             age.as_millis()
-                        )));
+                        );
+                        self.metrics.token_result(Err(message.clone()));
+                        return Err(CollectError::Auth(message));
                     }
                     if attempt >= self.max_retries {
                         return Err(CollectError::Auth(format!(
@@ -317,6 +384,7 @@ impl Client {
                         token_age_ms = age.as_millis() as u64,
                         "401: fetching a new token"
                     );
+                    self.retrying(Some(401));
                     renew = true;
                 }
                 Ok(r) if retryable(r.status) && attempt < self.max_retries => {
@@ -328,6 +396,7 @@ impl Client {
                         attempt,
                         "retrying"
                     );
+                    self.retrying(Some(r.status));
                     tokio::time::sleep(wait).await;
                 }
                 Ok(r) => {
@@ -340,6 +409,7 @@ impl Client {
                 Err(e) if attempt < self.max_retries => {
                     let wait = self.backoff(attempt);
                     tracing::warn!(url, error = %e, attempt, "request failed; retrying");
+                    self.retrying(None);
                     tokio::time::sleep(wait).await;
                 }
                 Err(e) => return Err(CollectError::Transport(format!("{url}: {e}"))),
@@ -359,6 +429,7 @@ impl Client {
         payload: Payload,
     ) -> Result<Answer, String> {
         let agent = self.agent.clone();
+        let endpoint = self.endpoint(url);
         let url = url.to_string();
         let headers: Vec<(String, String)> = headers
             .iter()
@@ -410,10 +481,13 @@ impl Client {
                 body,
             })
         };
-        match tokio::task::spawn_blocking(run).await {
+        let answer = match tokio::task::spawn_blocking(run).await {
             Ok(answer) => answer.map_err(|e| e.to_string()),
             Err(e) => Err(format!("the request's thread failed: {e}")),
-        }
+        };
+        let status = answer.as_ref().ok().map(|a| a.status);
+        self.metrics.api_request(endpoint, status);
+        answer
     }
 
     async fn get_json(

@@ -76,8 +76,44 @@ pub struct ConfigFile {
     /// Request limits and concurrency.
     #[serde(default)]
     pub limits: LimitsSection,
-    /// Where documents go.
-    pub output: OutputSection,
+    /// Where documents go: one `[output]` table, or several `[[output]]` tables (a
+    /// window's checkpoint moves only once every output acknowledged it).
+    #[serde(deserialize_with = "one_or_many")]
+    pub output: Vec<OutputSection>,
+    /// The service endpoint (metrics and health).
+    #[serde(default)]
+    pub service: ServiceSection,
+}
+
+/// `[service]`: the HTTP endpoint with `/metrics`, `/healthz` and `/readyz`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSection {
+    /// The address to listen on, e.g. `127.0.0.1:9464`; no endpoint when absent.
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+/// Reads `output` as one table (`[output]`) or an array of tables (`[[output]]`),
+/// keeping the errors of the table itself.
+fn one_or_many<'de, D>(d: D) -> Result<Vec<OutputSection>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct OneOrMany;
+    impl<'de> serde::de::Visitor<'de> for OneOrMany {
+        type Value = Vec<OutputSection>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an [output] table or [[output]] tables")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            OutputSection::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                .map(|o| vec![o])
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            Vec::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+        }
+    }
+    d.deserialize_any(OneOrMany)
 }
 
 fn default_auth_url() -> String {
@@ -196,6 +232,10 @@ pub struct OutputSection {
     /// `file`, `stdout` or `elasticsearch` (Elasticsearch or OpenSearch).
     #[serde(rename = "type")]
     pub kind: String,
+    /// The output's name in logs and metrics (default: its type); with several
+    /// outputs, each needs its own.
+    #[serde(default)]
+    pub name: String,
     /// For `elasticsearch`: `https://host:9200/INDEX`.
     pub url: Option<String>,
     /// For `elasticsearch`: an environment variable holding an API key.
@@ -219,7 +259,8 @@ pub struct OutputSection {
     pub batch_docs: Option<usize>,
     /// For `elasticsearch`: bytes per bulk request (default 5 MiB).
     pub batch_bytes: Option<usize>,
-    /// For `elasticsearch`: the dead-letter file (default `state_dir/dead-letter.ndjson`).
+    /// The dead-letter file (default `state_dir/dead-letter.ndjson`, or
+    /// `state_dir/dead-letter-NAME.ndjson` with several outputs).
     pub dead_letter: Option<PathBuf>,
     /// For `syslog`: the facility (default 16, local0).
     pub facility: Option<u8>,
@@ -257,7 +298,7 @@ impl CollectConfig {
     pub fn load(path: &Path) -> Result<CollectConfig, CollectError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| CollectError::Config(format!("{}: {e}", path.display())))?;
-        let file: ConfigFile = toml::from_str(&text)
+        let mut file: ConfigFile = toml::from_str(&text)
             .map_err(|e| CollectError::Config(format!("{}: {e}", path.display())))?;
         let mut warnings = Vec::new();
         warn_if_shared(path, &mut warnings);
@@ -310,18 +351,7 @@ impl CollectConfig {
                     .into(),
             ));
         }
-        let o = &file.output;
-        let complete = match o.kind.as_str() {
-            "file" => o.path.is_some(),
-            "stdout" => true,
-            "elasticsearch" | "syslog" => o.url.is_some(),
-            _ => false,
-        };
-        if !complete {
-            return Err(CollectError::Config(
-                "output.type is \"file\" (with output.path), \"stdout\", or \"elasticsearch\" or \"syslog\" (with output.url)".into(),
-            ));
-        }
+        check_outputs(&mut file)?;
         if crate::mapping::Profile::by_name(&file.profile).is_none() {
             return Err(CollectError::Config(format!(
                 "unknown profile {:?}",
@@ -360,9 +390,13 @@ impl CollectConfig {
         jiff::SignedDuration::from_secs(i64::try_from(secs).unwrap_or(i64::MAX))
     }
 
+    /// Where an output's dead-letter records go.
+    pub fn dead_letter(&self, o: &OutputSection) -> PathBuf {
+        dead_letter_path(&self.file.state_dir, self.file.output.len() > 1, o)
+    }
+
     /// The syslog sink settings, for `type = "syslog"`.
-    pub fn syslog(&self) -> Result<crate::sinks::SyslogConfig, CollectError> {
-        let o = &self.file.output;
+    pub fn syslog(&self, o: &OutputSection) -> Result<crate::sinks::SyslogConfig, CollectError> {
         let mut sys = crate::sinks::SyslogConfig::from_url(o.url.as_deref().unwrap_or_default())
             .map_err(CollectError::Config)?;
         sys.facility = o.facility.unwrap_or(sys.facility).min(23);
@@ -374,11 +408,7 @@ impl CollectConfig {
         sys.max_message_bytes = o.max_message_bytes.unwrap_or(sys.max_message_bytes).max(1);
         sys.oversize_dead_letter = match o.oversize.as_deref() {
             None | Some("send") => None,
-            Some("dead-letter") => Some(
-                o.dead_letter
-                    .clone()
-                    .unwrap_or_else(|| self.file.state_dir.join("dead-letter.ndjson")),
-            ),
+            Some("dead-letter") => Some(self.dead_letter(o)),
             Some(other) => {
                 return Err(CollectError::Config(format!(
                     "output.oversize is \"send\" or \"dead-letter\", not {other:?}"
@@ -389,8 +419,10 @@ impl CollectConfig {
     }
 
     /// The Elasticsearch/OpenSearch sink settings, for `type = "elasticsearch"`.
-    pub fn elasticsearch(&self) -> Result<crate::sinks::EsConfig, CollectError> {
-        let o = &self.file.output;
+    pub fn elasticsearch(
+        &self,
+        o: &OutputSection,
+    ) -> Result<crate::sinks::EsConfig, CollectError> {
         let profile = crate::mapping::Profile::by_name(&self.file.profile)
             .unwrap_or_else(crate::mapping::Profile::documented);
         let mut es =
@@ -418,10 +450,7 @@ impl CollectConfig {
         es.gzip = o.gzip;
         es.batch_docs = o.batch_docs.unwrap_or(es.batch_docs).max(1);
         es.batch_bytes = o.batch_bytes.unwrap_or(es.batch_bytes).max(1);
-        es.dead_letter = o
-            .dead_letter
-            .clone()
-            .unwrap_or_else(|| self.file.state_dir.join("dead-letter.ndjson"));
+        es.dead_letter = self.dead_letter(o);
         es.install_template = o
             .install_template
             .then(|| crate::catalogue::TemplateOptions {
@@ -431,6 +460,71 @@ impl CollectConfig {
             });
         Ok(es)
     }
+}
+
+/// An output's dead-letter file: as configured, or `dead-letter.ndjson` in the state
+/// directory (`dead-letter-NAME.ndjson` when there are several outputs).
+fn dead_letter_path(state_dir: &Path, several: bool, o: &OutputSection) -> PathBuf {
+    o.dead_letter.clone().unwrap_or_else(|| {
+        state_dir.join(if several {
+            format!("dead-letter-{}.ndjson", o.name)
+        } else {
+            "dead-letter.ndjson".into()
+        })
+    })
+}
+
+/// Checks each output's settings, names the unnamed ones after their type, and refuses
+/// two outputs with one name, one file or one dead-letter file.
+fn check_outputs(file: &mut ConfigFile) -> Result<(), CollectError> {
+    if file.output.is_empty() {
+        return Err(CollectError::Config("give at least one [[output]]".into()));
+    }
+    let several = file.output.len() > 1;
+    let mut names = std::collections::HashSet::new();
+    let mut paths = std::collections::HashSet::new();
+    for o in &mut file.output {
+        let complete = match o.kind.as_str() {
+            "file" => o.path.is_some(),
+            "stdout" => true,
+            "elasticsearch" | "syslog" => o.url.is_some(),
+            _ => false,
+        };
+        if !complete {
+            return Err(CollectError::Config(
+                "output.type is \"file\" (with output.path), \"stdout\", or \"elasticsearch\" or \"syslog\" (with output.url)".into(),
+            ));
+        }
+        if o.name.is_empty() {
+            o.name = o.kind.clone();
+        }
+        let plain = o
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !plain {
+            return Err(CollectError::Config(format!(
+                "output name {:?}: use letters, digits, - and _",
+                o.name
+            )));
+        }
+        if !names.insert(o.name.clone()) {
+            return Err(CollectError::Config(format!(
+                "two outputs are named {:?}: with several outputs, give each its own name",
+                o.name
+            )));
+        }
+        let dead_letter = dead_letter_path(&file.state_dir, several, o);
+        for p in o.path.iter().chain([&dead_letter]) {
+            if !paths.insert(p.clone()) {
+                return Err(CollectError::Config(format!(
+                    "{}: two outputs would write to this file",
+                    p.display()
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(unix)]

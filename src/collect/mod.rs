@@ -14,15 +14,18 @@
 //!
 //! Rows whose key (`record_identifier`, or a SHA-256 of the row) was delivered before
 //! are dropped; keys live as long as any window can return their row. The others are
-//! normalized and delivered to the sink. The checkpoint (or the sweep's cursor) moves
-//! only after the sink acknowledged the whole window, in the same transaction that
-//! records the keys. Before delivering, the sink's mark is recorded; after a crash (even
-//! `kill -9`) the sink is repaired back to that mark on restart, and the window is
-//! fetched again. So a crash repeats at most one window's work and, with a file sink,
-//! never loses or duplicates a row.
+//! normalized and delivered to every output. The checkpoint (or the sweep's cursor)
+//! moves only after every output acknowledged the whole window, in the same transaction
+//! that records the keys. Before delivering, each output's mark is recorded; after a
+//! crash (even `kill -9`), or when an output fails part way, the outputs are repaired
+//! back to their marks, and the window is fetched again. So a crash repeats at most one
+//! window's work and, with file and index outputs, never loses or duplicates a row.
 
+pub mod check;
 pub mod client;
 pub mod config;
+pub mod metrics;
+pub mod service;
 pub mod state;
 
 use std::collections::{HashMap, HashSet};
@@ -37,8 +40,9 @@ use sha2::{Digest, Sha256};
 use crate::mapping::Profile;
 use crate::normalizer::{LineOutcome, Normalizer};
 use crate::sinks::{EsSink, FileSink, Rotation, Sink, StdoutSink, SyslogSink};
-use client::{Client, Fetched, Principal, Tenant};
-use config::CollectConfig;
+use client::{Client, Fetched, Tenant};
+use config::{CollectConfig, OutputSection};
+use metrics::Metrics;
 use state::{Progress, State};
 
 /// The narrowest window: one that still holds more rows than the page budget is read
@@ -140,21 +144,100 @@ impl Lane {
     }
 }
 
-/// A running collector: client, state, sink and normalizer.
+/// One configured output: its name (for logs, metrics and the outbox) and its sink.
+pub struct Output {
+    /// `[[output]] name`, by default its type.
+    pub name: String,
+    /// The sink.
+    pub sink: Box<dyn Sink>,
+}
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Output({}: {})", self.name, self.sink.name())
+    }
+}
+
+/// Opens the configured outputs. `for_check` leaves out what would change a server
+/// (installing an index template).
+pub fn open_outputs(config: &CollectConfig, for_check: bool) -> Result<Vec<Output>, CollectError> {
+    config
+        .file
+        .output
+        .iter()
+        .map(|o| {
+            Ok(Output {
+                name: o.name.clone(),
+                sink: open_sink(config, o, for_check)?,
+            })
+        })
+        .collect()
+}
+
+fn open_sink(
+    config: &CollectConfig,
+    o: &OutputSection,
+    for_check: bool,
+) -> Result<Box<dyn Sink>, CollectError> {
+    Ok(match o.kind.as_str() {
+        "stdout" => Box::new(StdoutSink),
+        "elasticsearch" => {
+            let mut es = config.elasticsearch(o)?;
+            if for_check {
+                es.install_template = None;
+            }
+            Box::new(EsSink::open(es)?)
+        }
+        "syslog" => Box::new(SyslogSink::open(config.syslog(o)?)?),
+        _ => {
+            let rotation = Rotation {
+                max_bytes: o.rotate_bytes,
+                max_age: o.rotate_secs.map(Duration::from_secs),
+            };
+            Box::new(FileSink::open(o.path.clone().unwrap_or_default(), rotation)?)
+        }
+    })
+}
+
+/// Undoes the deliveries that were started and never committed (after a crash, or a
+/// delivery that failed part way), so that the window, delivered again, is in each
+/// output once.
+fn repair_pending(state: &State, outputs: &mut [Output]) -> Result<(), CollectError> {
+    for p in state.pending()? {
+        let output = match &p.output {
+            Some(name) => outputs.iter_mut().find(|o| o.name == *name),
+            // Written by a version with a single output.
+            None => outputs.first_mut(),
+        };
+        match output {
+            Some(o) => {
+                tracing::warn!(output = %o.name, sink = %o.sink.name(), "repairing a delivery that was not acknowledged");
+                o.sink.repair(&p.mark)?;
+            }
+            None => {
+                tracing::warn!(output = ?p.output, "an unacknowledged delivery to an output no longer configured: nothing to repair");
+            }
+        }
+        state.drop_pending(p.id)?;
+    }
+    Ok(())
+}
+
+/// A running collector: client, state, outputs and normalizer.
 pub struct Collector {
     config: CollectConfig,
     client: Client,
     state: Mutex<State>,
-    sink: Mutex<Box<dyn Sink>>,
+    outputs: Mutex<Vec<Output>>,
     rejects: Mutex<std::fs::File>,
     normalizer: Normalizer,
+    metrics: Arc<Metrics>,
     /// Per tenant, the widest window its recent results allow (learned; starts wide).
     spans: Mutex<HashMap<String, SignedDuration>>,
-    /// Set when a stop was asked for (SIGTERM, Ctrl-C, or [`Collector::stop`]): the
-    /// lanes stop between two windows, each of which is committed whole or not at all.
-    stopping: std::sync::atomic::AtomicBool,
-    /// Wakes the pause between passes when a stop is asked for.
-    stop_requested: tokio::sync::Notify,
+    /// True once a stop was asked for (SIGTERM, Ctrl-C, or [`Collector::stop`]): the
+    /// fetches under way are abandoned, the deliveries under way finish and are
+    /// committed, and no new window starts.
+    stop: tokio::sync::watch::Sender<bool>,
     /// Held for the collector's life: one collector per state directory.
     _lock: std::fs::File,
 }
@@ -185,26 +268,14 @@ impl Collector {
     pub fn open(config: CollectConfig) -> Result<Collector, CollectError> {
         let dir_lock = state::lock_dir(&config.file.state_dir)?;
         let state = State::open(&config.file.state_dir)?;
-        let o = &config.file.output;
-        let mut sink: Box<dyn Sink> = match o.kind.as_str() {
-            "stdout" => Box::new(StdoutSink),
-            "elasticsearch" => Box::new(EsSink::open(config.elasticsearch()?)?),
-            "syslog" => Box::new(SyslogSink::open(config.syslog()?)?),
-            _ => {
-                let rotation = Rotation {
-                    max_bytes: o.rotate_bytes,
-                    max_age: o.rotate_secs.map(Duration::from_secs),
-                };
-                Box::new(FileSink::open(
-                    o.path.clone().unwrap_or_default(),
-                    rotation,
-                )?)
-            }
-        };
-        for (id, mark) in state.pending()? {
-            tracing::warn!(sink = %sink.name(), "repairing a delivery interrupted by a crash");
-            sink.repair(&mark)?;
-            state.drop_pending(id)?;
+        let mut outputs = open_outputs(&config, false)?;
+        repair_pending(&state, &mut outputs)?;
+        let metrics = Arc::new(Metrics::new());
+        for t in state.status()? {
+            metrics.restore_tenant(&t);
+        }
+        for o in &outputs {
+            metrics.register_output(&o.name);
         }
         let rejects_path = config.file.state_dir.join("rejects.ndjson");
         let rejects = std::fs::OpenOptions::new()
@@ -214,30 +285,53 @@ impl Collector {
             .map_err(|e| CollectError::State(format!("{}: {e}", rejects_path.display())))?;
         let profile = Profile::by_name(&config.file.profile).unwrap_or_else(Profile::documented);
         Ok(Collector {
-            client: Client::new(&config)?,
+            client: Client::new(&config, Arc::clone(&metrics))?,
             normalizer: Normalizer::new(profile),
             state: Mutex::new(state),
-            sink: Mutex::new(sink),
+            outputs: Mutex::new(outputs),
             rejects: Mutex::new(rejects),
+            metrics,
             spans: Mutex::new(HashMap::new()),
-            stopping: std::sync::atomic::AtomicBool::new(false),
-            stop_requested: tokio::sync::Notify::new(),
+            stop: tokio::sync::watch::Sender::new(false),
             _lock: dir_lock,
             config,
         })
     }
 
-    /// Asks the collector to stop: the windows under way finish (or are abandoned
-    /// uncommitted), no new one starts, and [`Collector::run`] returns.
+    /// The collector's metrics and readiness.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Asks the collector to stop: the fetches under way are abandoned (nothing of them
+    /// was committed), the deliveries under way finish, no new window starts, and
+    /// [`Collector::run`] returns.
     pub fn stop(&self) {
-        self.stopping
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-        self.stop_requested.notify_waiters();
+        self.stop.send_replace(true);
     }
 
     /// True once a stop was asked for.
     pub fn stopping(&self) -> bool {
-        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
+        *self.stop.borrow()
+    }
+
+    /// Returns once a stop is asked for.
+    pub async fn stopped(&self) {
+        let mut rx = self.stop.subscribe();
+        // The sender lives as long as `self`: an error cannot happen while we wait.
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+
+    /// Runs `work` unless a stop is asked for first (then `None`: `work` is dropped).
+    async fn unless_stopped<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, CollectError>>,
+    ) -> Result<Option<T>, CollectError> {
+        tokio::select! {
+            biased;
+            () = self.stopped() => Ok(None),
+            r = work => r.map(Some),
+        }
     }
 
     /// Discovers the tenants to collect (whoami, then the tenant listing), filtered by
@@ -245,23 +339,16 @@ impl Collector {
     pub async fn discover(&self) -> Result<Vec<Tenant>, CollectError> {
         let principal = self.client.whoami().await?;
         let all = self.client.tenants(&principal).await?;
-        let t = &self.config.file.tenants;
-        let listed = |list: &[String], tenant: &Tenant| {
-            list.iter().any(|x| *x == tenant.id || *x == tenant.name)
-        };
-        let chosen: Vec<Tenant> = all
-            .into_iter()
-            .filter(|x| (t.allow.is_empty() || listed(&t.allow, x)) && !listed(&t.deny, x))
-            .collect();
-        let kind = match principal {
-            Principal::Tenant { .. } => "tenant",
-            Principal::Partner(_) => "partner",
-            Principal::Organization(_) => "organization",
-        };
-        tracing::info!(kind, tenants = chosen.len(), "discovered");
+        let chosen = choose_tenants(all, &self.config.file.tenants);
+        tracing::info!(
+            kind = principal.kind(),
+            tenants = chosen.len(),
+            "discovered"
+        );
         let state = lock(&self.state);
         for tenant in &chosen {
             state.add_tenant(&tenant.id, &tenant.name)?;
+            self.metrics.add_tenant(&tenant.id);
         }
         Ok(chosen)
     }
@@ -365,6 +452,7 @@ impl Collector {
 
     fn tenant_failed(&self, summary: &mut PassSummary, tenant: &Tenant, e: &CollectError) {
         summary.tenants_failed += 1;
+        self.metrics.failure(&tenant.id);
         tracing::error!(tenant = %tenant.id, name = %tenant.name, error = %e, "tenant failed; it will be retried");
         let _ = lock(&self.state).record_error(&tenant.id, &e.to_string());
     }
@@ -389,7 +477,10 @@ impl Collector {
             // A window ends past the checkpoint however dense the rows, or it would
             // not move forward.
             let floor = checkpoint.map_or(from, |c| c.max(from)) + MIN_WINDOW;
-            let (to, rows) = self.fetch_window(tenant, from, floor, now).await?;
+            let fetch = self.fetch_window(tenant, from, floor, now);
+            let Some((to, rows)) = self.unless_stopped(fetch).await? else {
+                return Ok(total);
+            };
             let progress = Progress::Live {
                 from_ms: from.as_millisecond(),
                 checkpoint_ms: to.as_millisecond(),
@@ -398,6 +489,7 @@ impl Collector {
             total.add(&s);
             if to >= now {
                 // Caught up: the last window's end is the checkpoint now.
+                self.metrics.success(&tenant.id);
                 break to;
             }
         };
@@ -482,9 +574,10 @@ impl Collector {
                 tracing::debug!(tenant = %tenant.id, cursor = %from, "late sweep paused until the next pass (live windows first)");
                 return Ok(total);
             }
-            let (to, rows) = self
-                .fetch_window(tenant, from, from + MIN_WINDOW, end)
-                .await?;
+            let fetch = self.fetch_window(tenant, from, from + MIN_WINDOW, end);
+            let Some((to, rows)) = self.unless_stopped(fetch).await? else {
+                return Ok(total);
+            };
             let progress = Progress::Sweep {
                 cursor_ms: to.as_millisecond(),
             };
@@ -627,20 +720,74 @@ impl Collector {
                 keys.push((key, to.as_millisecond()));
             }
         }
-        // One delivery at a time: mark, deliver (durable), then commit.
-        let mut sink = lock(&self.sink);
+        // One delivery at a time, to every output: mark, deliver (durable), then commit.
+        let mut outputs = lock(&self.outputs);
         let outbox = if out.is_empty() {
-            None
+            Vec::new()
         } else {
-            let mark = sink.mark()?;
-            let id = lock(&self.state).begin_delivery(&tenant.id, &mark)?;
-            sink.deliver(&out, Some(&ids))?;
-            crash_point();
-            Some(id)
+            self.deliver_everywhere(&tenant.id, &mut outputs, &out, &ids)?
         };
-        lock(&self.state).commit_delivery(outbox, &tenant.id, &keys, s.delivered, progress)?;
-        sink.committed()?;
+        let committed = lock(&self.state).commit_delivery(
+            &outbox,
+            &tenant.id,
+            &keys,
+            s.delivered,
+            progress,
+        );
+        self.metrics
+            .state_result(committed.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+        committed?;
+        self.metrics.window(&tenant.id, &s);
+        if let Progress::Live { checkpoint_ms, .. } = progress {
+            self.metrics.checkpoint(&tenant.id, checkpoint_ms);
+        }
+        for o in outputs.iter_mut() {
+            o.sink.committed()?;
+        }
         Ok(s)
+    }
+
+    /// Delivers a window's documents to every output, after recording each output's
+    /// mark; returns the outbox entries to forget once the window is committed. When an
+    /// output fails, the outputs that took the window are repaired back to their marks
+    /// (a file is cut back; an index keeps the documents, whose ids make the next
+    /// delivery a no-op) and the error is returned: the window is not committed, and
+    /// the next pass fetches and delivers it again.
+    fn deliver_everywhere(
+        &self,
+        tenant: &str,
+        outputs: &mut [Output],
+        out: &[u8],
+        ids: &[String],
+    ) -> Result<Vec<i64>, CollectError> {
+        let documents = ids.len() as u64;
+        {
+            let state = lock(&self.state);
+            // A delivery that failed before left its marks: undo it first.
+            repair_pending(&state, outputs)?;
+        }
+        let mut outbox = Vec::with_capacity(outputs.len());
+        for o in outputs.iter_mut() {
+            let mark = o.sink.mark()?;
+            outbox.push(lock(&self.state).begin_delivery(tenant, &o.name, &mark)?);
+        }
+        for o in outputs.iter_mut() {
+            let started = Instant::now();
+            let dead_before = o.sink.dead_lettered();
+            if let Err(e) = o.sink.deliver(out, Some(ids)) {
+                tracing::error!(output = %o.name, sink = %o.sink.name(), error = %e, "an output failed: the window is not committed, and every output will be repaired and take it again");
+                let state = lock(&self.state);
+                if let Err(repair) = repair_pending(&state, outputs) {
+                    tracing::error!(error = %repair, "the repair failed; it is tried again before the next delivery");
+                }
+                return Err(e.into());
+            }
+            let dead = o.sink.dead_lettered() - dead_before;
+            self.metrics
+                .output(&o.name, documents - dead.min(documents), dead, started.elapsed());
+        }
+        crash_point();
+        Ok(outbox)
     }
 
     /// Runs passes until stopped (Ctrl-C / SIGTERM), or once. In service mode the late
@@ -648,15 +795,26 @@ impl Collector {
     /// windows come first; `once` runs every due sweep to its end.
     pub async fn run(self: Arc<Self>, once: bool) -> Result<PassSummary, CollectError> {
         let interval = Duration::from_secs(self.config.file.query.interval_secs.max(1));
+        let endpoint = match self.config.file.service.listen {
+            Some(addr) => {
+                let listener = service::bind(addr).await?;
+                tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+                Some(tokio::spawn(service::serve(listener, Arc::clone(&self))))
+            }
+            None => None,
+        };
         // Listen for SIGTERM and Ctrl-C for the whole run, passes included.
         let me = Arc::clone(&self);
         let signals = tokio::spawn(async move {
             shutdown().await;
-            tracing::info!("stop asked for: finishing the windows under way");
+            tracing::info!("stop asked for: abandoning the fetches under way, finishing the deliveries");
             me.stop();
         });
         let result = self.passes(once, interval).await;
         signals.abort();
+        if let Some(endpoint) = endpoint {
+            endpoint.abort();
+        }
         result
     }
 
@@ -668,8 +826,9 @@ impl Collector {
         loop {
             let next_pass = Instant::now() + interval;
             let deadline = (!once).then_some(next_pass);
-            let summary = match self.discover().await {
-                Ok(tenants) => self.pass(&tenants, deadline).await,
+            let summary = match self.unless_stopped(self.discover()).await {
+                Ok(None) => return Ok(PassSummary::default()),
+                Ok(Some(tenants)) => self.pass(&tenants, deadline).await,
                 Err(e) if once => return Err(e),
                 Err(e) => {
                     tracing::error!(error = %e, "discovery failed; retrying next pass");
@@ -693,13 +852,9 @@ impl Collector {
             }
             // Passes start every interval; the sweeps of a pass stop at the next one's
             // start, so a pass that ran them runs straight into the next.
-            let stop = self.stop_requested.notified();
-            if self.stopping() {
-                return Ok(summary);
-            }
             tokio::select! {
                 _ = tokio::time::sleep_until(next_pass.into()) => {}
-                _ = stop => {
+                () = self.stopped() => {
                     tracing::info!("stopping");
                     return Ok(summary);
                 }
@@ -730,6 +885,15 @@ async fn shutdown() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// The tenants the allow and deny lists (ids or names) let through, in their order.
+pub fn choose_tenants(all: Vec<Tenant>, lists: &config::TenantsSection) -> Vec<Tenant> {
+    let listed =
+        |list: &[String], tenant: &Tenant| list.iter().any(|x| *x == tenant.id || *x == tenant.name);
+    all.into_iter()
+        .filter(|x| (lists.allow.is_empty() || listed(&lists.allow, x)) && !listed(&lists.deny, x))
+        .collect()
 }
 
 /// Where a new sweep starts: `now − reach`, but never before the tenant's first window

@@ -53,7 +53,7 @@ impl SweepState {
 }
 
 /// A tenant's row of the state.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TenantStatus {
     /// Tenant id.
     pub id: String,
@@ -101,19 +101,32 @@ fn db_err(e: rusqlite::Error) -> CollectError {
 }
 
 /// Columns added after the first release, with their definitions (added on open).
-const ADDED_COLUMNS: &[(&str, &str)] = &[
-    ("origin_ms", "INTEGER"),
-    ("late", "INTEGER NOT NULL DEFAULT 0"),
-    ("sweep_due_ms", "INTEGER"),
-    ("sweep_begin_ms", "INTEGER"),
-    ("sweep_cursor_ms", "INTEGER"),
-    ("sweep_end_ms", "INTEGER"),
-    ("sweep_started_ms", "INTEGER"),
-    ("sweep_done_ms", "INTEGER"),
-    ("sweep_rows", "INTEGER NOT NULL DEFAULT 0"),
-    ("sweep_windows", "INTEGER NOT NULL DEFAULT 0"),
-    ("pruned_before_ms", "INTEGER"),
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("tenants", "origin_ms", "INTEGER"),
+    ("tenants", "late", "INTEGER NOT NULL DEFAULT 0"),
+    ("tenants", "sweep_due_ms", "INTEGER"),
+    ("tenants", "sweep_begin_ms", "INTEGER"),
+    ("tenants", "sweep_cursor_ms", "INTEGER"),
+    ("tenants", "sweep_end_ms", "INTEGER"),
+    ("tenants", "sweep_started_ms", "INTEGER"),
+    ("tenants", "sweep_done_ms", "INTEGER"),
+    ("tenants", "sweep_rows", "INTEGER NOT NULL DEFAULT 0"),
+    ("tenants", "sweep_windows", "INTEGER NOT NULL DEFAULT 0"),
+    ("tenants", "pruned_before_ms", "INTEGER"),
+    // The output a delivery mark belongs to (none: the only output of older versions).
+    ("outbox", "output", "TEXT"),
 ];
+
+/// A delivery started but never committed: which output, and its mark before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// The outbox entry.
+    pub id: i64,
+    /// The output's name; `None` for entries of versions with a single output.
+    pub output: Option<String>,
+    /// The output's mark before the delivery ([`crate::sinks::Sink::mark`]).
+    pub mark: String,
+}
 
 const TENANT_COLUMNS: &str = "id, name, checkpoint_ms, origin_ms, last_run_ms, last_error, delivered, late, \
      sweep_due_ms, sweep_begin_ms, sweep_cursor_ms, sweep_end_ms, sweep_started_ms, sweep_done_ms, \
@@ -190,17 +203,18 @@ impl State {
                  id INTEGER PRIMARY KEY, tenant TEXT NOT NULL, mark TEXT NOT NULL);",
         )
         .map_err(db_err)?;
-        let existing: Vec<String> = {
-            let mut stmt = db.prepare("PRAGMA table_info(tenants)").map_err(db_err)?;
-            let names = stmt
-                .query_map([], |r| r.get::<_, String>(1))
-                .map_err(db_err)?;
-            names.collect::<Result<_, _>>().map_err(db_err)?
-        };
-        for (column, definition) in ADDED_COLUMNS {
-            if !existing.iter().any(|c| c == column) {
+        for (table, column, definition) in ADDED_COLUMNS {
+            let exists: bool = db
+                .query_row(
+                    &format!("SELECT COUNT(*) FROM pragma_table_info('{table}') WHERE name = ?1"),
+                    params![column],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(db_err)?
+                > 0;
+            if !exists {
                 db.execute_batch(&format!(
-                    "ALTER TABLE tenants ADD COLUMN {column} {definition}"
+                    "ALTER TABLE {table} ADD COLUMN {column} {definition}"
                 ))
                 .map_err(db_err)?;
             }
@@ -246,14 +260,20 @@ impl State {
             .map_err(db_err)
     }
 
-    /// Deliveries started but never committed (after a crash): `(id, mark)`.
-    pub fn pending(&self) -> Result<Vec<(i64, String)>, CollectError> {
+    /// Deliveries started but never committed (after a crash or a failed delivery).
+    pub fn pending(&self) -> Result<Vec<Pending>, CollectError> {
         let mut stmt = self
             .db
-            .prepare("SELECT id, mark FROM outbox ORDER BY id")
+            .prepare("SELECT id, output, mark FROM outbox ORDER BY id")
             .map_err(db_err)?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_map([], |r| {
+                Ok(Pending {
+                    id: r.get(0)?,
+                    output: r.get(1)?,
+                    mark: r.get(2)?,
+                })
+            })
             .map_err(db_err)?;
         rows.collect::<Result<_, _>>().map_err(db_err)
     }
@@ -266,12 +286,18 @@ impl State {
             .map_err(db_err)
     }
 
-    /// Records a delivery about to start; returns its id.
-    pub fn begin_delivery(&self, tenant: &str, mark: &str) -> Result<i64, CollectError> {
+    /// Records a delivery to `output` about to start, with the output's mark; returns
+    /// its id.
+    pub fn begin_delivery(
+        &self,
+        tenant: &str,
+        output: &str,
+        mark: &str,
+    ) -> Result<i64, CollectError> {
         self.db
             .execute(
-                "INSERT INTO outbox (tenant, mark) VALUES (?1, ?2)",
-                params![tenant, mark],
+                "INSERT INTO outbox (tenant, output, mark) VALUES (?1, ?2, ?3)",
+                params![tenant, output, mark],
             )
             .map_err(db_err)?;
         Ok(self.db.last_insert_rowid())
@@ -280,10 +306,10 @@ impl State {
     /// After the sink acknowledged a delivery: in one transaction, remembers its keys
     /// (each with the time until which a window could return it), counts the delivered
     /// rows, moves the live checkpoint or the sweep's cursor, and forgets the outbox
-    /// entry.
+    /// entries (one per output).
     pub fn commit_delivery(
         &mut self,
-        outbox: Option<i64>,
+        outbox: &[i64],
         tenant: &str,
         keys: &[(String, i64)],
         delivered: u64,
@@ -319,7 +345,7 @@ impl State {
             ),
         }
         .map_err(db_err)?;
-        if let Some(id) = outbox {
+        for id in outbox {
             tx.execute("DELETE FROM outbox WHERE id = ?1", params![id])
                 .map_err(db_err)?;
         }
@@ -446,14 +472,19 @@ mod tests {
         let mut s = State::open(dir.path()).unwrap();
         s.add_tenant("t1", "Tenant 1").unwrap();
         assert_eq!(s.checkpoint("t1").unwrap(), None);
-        let id = s.begin_delivery("t1", "0\tout").unwrap();
-        assert_eq!(s.pending().unwrap(), vec![(id, "0\tout".to_string())]);
+        let id = s.begin_delivery("t1", "file", "0\tout").unwrap();
+        let pending = Pending {
+            id,
+            output: Some("file".into()),
+            mark: "0\tout".into(),
+        };
+        assert_eq!(s.pending().unwrap(), vec![pending]);
         let live = |from_ms, checkpoint_ms| Progress::Live {
             from_ms,
             checkpoint_ms,
         };
         s.commit_delivery(
-            Some(id),
+            &[id],
             "t1",
             &[("k1".into(), 9_000)],
             1,
@@ -465,7 +496,7 @@ mod tests {
         assert!(s.seen("t1", "k1").unwrap());
         assert!(!s.seen("t2", "k1").unwrap());
         // the origin is the first window's start, and stays
-        s.commit_delivery(None, "t1", &[], 0, live(9_000, 12_000))
+        s.commit_delivery(&[], "t1", &[], 0, live(9_000, 12_000))
             .unwrap();
         let t = s.tenant("t1").unwrap().unwrap();
         assert_eq!(
@@ -497,7 +528,7 @@ mod tests {
         s.schedule_sweep("t1", 50).unwrap();
         s.start_sweep("t1", 100, 1_000).unwrap();
         s.commit_delivery(
-            None,
+            &[],
             "t1",
             &[("late".into(), 150)],
             1,
@@ -534,7 +565,9 @@ mod tests {
         db.execute_batch(
             "CREATE TABLE tenants (id TEXT PRIMARY KEY, name TEXT NOT NULL DEFAULT '', checkpoint_ms INTEGER,
                  last_run_ms INTEGER, last_error TEXT, delivered INTEGER NOT NULL DEFAULT 0);
-             INSERT INTO tenants (id, name, checkpoint_ms, delivered) VALUES ('t1', 'old', 777, 3);",
+             INSERT INTO tenants (id, name, checkpoint_ms, delivered) VALUES ('t1', 'old', 777, 3);
+             CREATE TABLE outbox (id INTEGER PRIMARY KEY, tenant TEXT NOT NULL, mark TEXT NOT NULL);
+             INSERT INTO outbox (tenant, mark) VALUES ('t1', '12\tout.ndjson');",
         )
         .unwrap();
         drop(db);
@@ -543,6 +576,13 @@ mod tests {
         assert_eq!(
             (t.checkpoint_ms, t.delivered, t.origin_ms, t.late),
             (Some(777), 3, None, 0)
+        );
+        // a delivery a crash interrupted under the single-output version: no output name
+        let pending = s.pending().unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(
+            (pending[0].output.as_deref(), pending[0].mark.as_str()),
+            (None, "12\tout.ndjson")
         );
     }
 
@@ -580,7 +620,7 @@ mod tests {
                 })
                 .collect();
             s.commit_delivery(
-                None,
+                &[],
                 "t1",
                 &keys,
                 keys.len() as u64,

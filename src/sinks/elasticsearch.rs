@@ -409,6 +409,23 @@ impl Sink for EsSink {
         format!("{}/{}", self.cfg.url, self.cfg.index)
     }
 
+    fn dead_lettered(&self) -> u64 {
+        self.stats.dead_lettered
+    }
+
+    /// Asks the cluster for its root (`GET /`): reachable, and the credentials taken.
+    fn check(&mut self) -> Result<(), Error> {
+        let url = format!("{}/", self.cfg.url);
+        match self.service.send("GET", &url, "application/json", b"") {
+            Ok((s, _)) if (200..300).contains(&s) => Ok(()),
+            Ok((s @ (401 | 403), _)) => Err(self.err(format!(
+                "HTTP {s}: the cluster refuses the credentials (output.api_key_env, or output.username and output.password_env)"
+            ))),
+            Ok((s, text)) => Err(self.err(format!("HTTP {s}: {}", excerpt(&text)))),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
     /// Nothing to record: re-delivery is idempotent (`create` with a fixed `_id`).
     fn mark(&mut self) -> Result<String, Error> {
         Ok(String::new())

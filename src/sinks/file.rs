@@ -136,6 +136,11 @@ impl Sink for FileSink {
         Ok(())
     }
 
+    /// The file was opened for appending: checks that the disk takes a sync.
+    fn check(&mut self) -> Result<(), Error> {
+        self.file.sync_data().map_err(write_err(&self.path))
+    }
+
     fn committed(&mut self) -> Result<(), Error> {
         let too_big = self.rotation.max_bytes.is_some_and(|m| self.len >= m);
         let too_old = self

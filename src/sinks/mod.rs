@@ -110,6 +110,15 @@ pub trait Sink: Send {
     fn committed(&mut self) -> Result<(), Error> {
         Ok(())
     }
+    /// Documents kept in the dead-letter file so far (refused for good, or set aside).
+    fn dead_lettered(&self) -> u64 {
+        0
+    }
+    /// Checks that the destination can be written to or reached, without delivering
+    /// anything (for `collect --check`).
+    fn check(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
 }
 
 /// Standard output: written and flushed; cannot be repaired (at least once).

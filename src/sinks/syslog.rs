@@ -351,6 +351,21 @@ impl Sink for SyslogSink {
         self.cfg.url()
     }
 
+    fn dead_lettered(&self) -> u64 {
+        self.stats.dead_lettered
+    }
+
+    /// Connects (and, over TLS, completes the handshake); over UDP nothing answers,
+    /// so only the address is checked.
+    fn check(&mut self) -> Result<(), Error> {
+        let conn = self.connect().map_err(|source| Error::Write {
+            path: self.cfg.url(),
+            source,
+        })?;
+        self.conn = Some(conn);
+        Ok(())
+    }
+
     fn mark(&mut self) -> Result<String, Error> {
         Ok(String::new())
     }

@@ -23,7 +23,7 @@
 //!
 //! Faults: `--throttle-rate` answers that fraction of API calls with 429 and
 //! `Retry-After`, `--fail-rate` with 500 or 503, `--drop-rate` closes the connection
-//! without an answer, `--slow-ms` delays every answer, `--run-polls` makes query runs
+//! without an answer, `--slow-ms` delays every answer (tokens too), `--run-polls` makes query runs
 //! slow, a `--token-ttl` shorter than the `--announced-ttl` makes tokens expire mid-run
 //! (401), and `--api-refuses-tokens` answers 401 to every token it issued.
 //!
@@ -439,6 +439,10 @@ struct TokenForm {
 }
 
 async fn token(State(state): State<Shared>, Form(form): Form<TokenForm>) -> Response {
+    let slow = state.lock().map(|s| s.args.slow_ms).unwrap_or(0);
+    if slow > 0 {
+        tokio::time::sleep(Duration::from_millis(slow)).await;
+    }
     let mut s = state.lock().expect("sim state");
     *s.stats.entry("tokens").or_default() += 1;
     if form.grant_type != "client_credentials" || form.scope.as_deref() != Some("token") {

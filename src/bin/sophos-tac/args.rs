@@ -42,6 +42,24 @@ pub struct CollectArgs {
     /// Print each tenant's checkpoint, lag and last error from the state database.
     #[arg(long, conflicts_with = "once")]
     pub status: bool,
+    /// Check the configuration and exit: obtain a token, run whoami, list the tenants it
+    /// would collect, check the state directory and every output. Sends no Data Lake
+    /// query. Exits 0, or 2 with one line per problem.
+    #[arg(long, conflicts_with_all = ["once", "status"])]
+    pub check: bool,
+    /// How log lines are written on stderr: `text` for people, `json` (one object per
+    /// line) for log shippers.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (timestamp, level, message, fields).
+    Json,
 }
 
 /// Flags of `normalize`.
@@ -124,6 +142,9 @@ pub struct NormalizeArgs {
     /// warnings are logged. `RUST_LOG` overrides both.
     #[arg(short, long)]
     pub verbose: bool,
+    /// How log lines are written on stderr: `text` or `json` (one object per line).
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
     /// Progress bar on stderr: `auto` shows it on a terminal for inputs of 64 MiB or
     /// more (unless --quiet), `always` on a terminal whatever the size, `never` not.
     #[arg(long, value_enum, default_value = "auto")]
@@ -209,6 +230,8 @@ pub struct NormalizeConfig {
     pub quiet: bool,
     /// Logs at debug level (else warnings only).
     pub verbose: bool,
+    /// How log lines are written.
+    pub log_format: LogFormat,
     /// When to show a progress bar.
     pub progress: ProgressMode,
 }
@@ -319,6 +342,7 @@ impl Args {
                     options,
                     quiet: a.quiet,
                     verbose: a.verbose,
+                    log_format: a.log_format,
                     progress: a.progress,
                 })
             }

@@ -1,16 +1,21 @@
 //! `sophos-tac collect`: the collector as a service, once, or its status.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use sophos_tac::collect::Collector;
 use sophos_tac::collect::config::CollectConfig;
 
 use crate::args::CollectArgs;
-use crate::{EXIT_OK, EXIT_REJECTS, EXIT_TENANT_FAILED};
+use crate::{EXIT_ERROR, EXIT_OK, EXIT_REJECTS, EXIT_TENANT_FAILED};
+
+/// How long the runtime waits, after the collector stopped, for HTTP requests it
+/// abandoned (they run on blocking threads and cannot be interrupted).
+const ABANDONED_REQUESTS_WAIT: Duration = Duration::from_secs(1);
 
 pub fn run(args: CollectArgs) -> anyhow::Result<u8> {
-    crate::init_logging("info");
+    crate::init_logging("info", args.log_format);
     let config = CollectConfig::load(&args.config)?;
     for w in &config.warnings {
         tracing::warn!("{w}");
@@ -22,17 +27,45 @@ pub fn run(args: CollectArgs) -> anyhow::Result<u8> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
+        if args.check {
+            return Ok(check(&args, &config).await);
+        }
         let collector = Arc::new(Collector::open(config)?);
         let summary = collector.run(args.once).await?;
-        Ok(if summary.tenants_failed > 0 {
+        anyhow::Ok(if summary.tenants_failed > 0 {
             EXIT_TENANT_FAILED
         } else if summary.rejected > 0 {
             EXIT_REJECTS
         } else {
             EXIT_OK
         })
-    })
+    });
+    runtime.shutdown_timeout(ABANDONED_REQUESTS_WAIT);
+    code
+}
+
+/// `--check`: prints the report; exit 0 when every check passed, else 2.
+async fn check(args: &CollectArgs, config: &CollectConfig) -> u8 {
+    println!("sophos-tac collect --check {}", args.config.display());
+    let report = sophos_tac::collect::check::check(config).await;
+    let mut problems = 0;
+    for finding in &report {
+        match &finding.result {
+            Ok(found) => println!("ok       {}: {found}", finding.what),
+            Err(problem) => {
+                problems += 1;
+                println!("PROBLEM  {}: {problem}", finding.what);
+            }
+        }
+    }
+    if problems == 0 {
+        println!("no problem found");
+        EXIT_OK
+    } else {
+        println!("{problems} problem(s) found");
+        EXIT_ERROR
+    }
 }
 
 fn status(config: &CollectConfig) -> anyhow::Result<u8> {

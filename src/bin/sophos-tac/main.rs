@@ -54,17 +54,25 @@ pub fn one_line(e: &anyhow::Error) -> String {
     line.replace(['\n', '\r'], " ")
 }
 
-/// Logs (tracing) to stderr, at `RUST_LOG`'s levels or else `default`.
-pub fn init_logging(default: &str) {
+/// Logs (tracing) to stderr, at `RUST_LOG`'s levels or else `default`, as text or as
+/// one JSON object per line.
+pub fn init_logging(default: &str, format: args::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(ansi)
-        .try_init();
+        .with_target(false);
+    let _ = match format {
+        args::LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        args::LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+    };
 }
 
 fn run(config: Config) -> anyhow::Result<u8> {

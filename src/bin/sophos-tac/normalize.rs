@@ -148,11 +148,14 @@ fn create(path: &std::path::Path) -> Result<BufWriter<File>, Error> {
 }
 
 pub fn run(c: NormalizeConfig) -> anyhow::Result<u8> {
-    crate::init_logging(if c.verbose {
-        "warn,sophos_tac=debug"
-    } else {
-        "warn"
-    });
+    crate::init_logging(
+        if c.verbose {
+            "warn,sophos_tac=debug"
+        } else {
+            "warn"
+        },
+        c.log_format,
+    );
     let rejects = match &c.rejects {
         Some(p) => Some(RejectsWriter::new(p.display().to_string(), create(p)?)),
         None => None,

@@ -1,0 +1,138 @@
+//! `collect --check`: what is wrong with a configuration, in seconds, without
+//! collecting anything.
+//!
+//! It obtains a token, runs whoami, lists the tenants the configuration would collect,
+//! checks that the state directory takes writes, and that every output can be written
+//! to or reached. It sends no Data Lake query and delivers nothing. The client secret
+//! never shows in the report, even when a server echoes it.
+
+use std::sync::Arc;
+
+use crate::collect::client::Client;
+use crate::collect::config::CollectConfig;
+use crate::collect::metrics::Metrics;
+use crate::collect::{choose_tenants, open_outputs, state};
+
+/// One line of the report: what was checked, and what was found (`Err`: a problem).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// What was checked (`access token`, `output archive`, …).
+    pub what: String,
+    /// What was found, or the problem, on one line.
+    pub result: Result<String, String>,
+}
+
+/// How many tenants the report names before it says "and N more".
+const NAMED_TENANTS: usize = 10;
+
+/// Runs every check; the report has one finding per check, in order.
+pub async fn check(config: &CollectConfig) -> Vec<Finding> {
+    let mut report = Vec::new();
+    let mut add = |what: &str, result: Result<String, String>| {
+        let secret = config.secret.expose();
+        let hide = |s: String| s.replace(secret, "***").replace(['\n', '\r'], " ");
+        report.push(Finding {
+            what: what.to_string(),
+            result: result.map(hide).map_err(hide),
+        });
+    };
+    let outputs: Vec<String> = config
+        .file
+        .output
+        .iter()
+        .map(|o| format!("{} ({})", o.name, o.kind))
+        .collect();
+    add(
+        "configuration",
+        Ok(format!(
+            "profile {}; outputs: {}",
+            config.file.profile,
+            outputs.join(", ")
+        )),
+    );
+    match Client::new(config, Arc::new(Metrics::new())) {
+        Err(e) => add("access token", Err(e.to_string())),
+        Ok(client) => match client.authenticate().await {
+            Err(e) => add("access token", Err(e.to_string())),
+            Ok(()) => {
+                add("access token", Ok(format!("obtained from {}", config.file.auth_url)));
+                match client.whoami().await {
+                    Err(e) => add("whoami", Err(e.to_string())),
+                    Ok(principal) => {
+                        add("whoami", Ok(format!("a {} credential", principal.kind())));
+                        match client.tenants(&principal).await {
+                            Err(e) => add("tenants", Err(e.to_string())),
+                            Ok(all) => {
+                                let listed = all.len();
+                                let chosen = choose_tenants(all, &config.file.tenants);
+                                add("tenants", tenants_line(&chosen, listed));
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    }
+    add("state directory", state_dir(config));
+    match open_outputs(config, true) {
+        Err(e) => add("outputs", Err(e.to_string())),
+        Ok(mut outputs) => {
+            for o in &mut outputs {
+                let what = format!("output {}", o.name);
+                let result = o
+                    .sink
+                    .check()
+                    .map(|()| format!("{}: ok", o.sink.name()))
+                    .map_err(|e| e.to_string());
+                add(&what, result);
+            }
+        }
+    }
+    report
+}
+
+fn tenants_line(chosen: &[crate::collect::client::Tenant], listed: usize) -> Result<String, String> {
+    if chosen.is_empty() {
+        return Err(format!(
+            "none to collect: the credential sees {listed}, and [tenants] allow/deny leave none"
+        ));
+    }
+    let mut names: Vec<String> = chosen
+        .iter()
+        .take(NAMED_TENANTS)
+        .map(|t| format!("{} ({})", t.name, t.id))
+        .collect();
+    if chosen.len() > NAMED_TENANTS {
+        names.push(format!("and {} more", chosen.len() - NAMED_TENANTS));
+    }
+    Ok(format!(
+        "{} to collect, of {listed}: {}",
+        chosen.len(),
+        names.join(", ")
+    ))
+}
+
+/// The state directory exists (or can be made), takes a new file, and its database
+/// opens; a collector running on it is reported, not counted as a problem.
+fn state_dir(config: &CollectConfig) -> Result<String, String> {
+    let dir = &config.file.state_dir;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let probe = dir.join(".check-probe");
+    std::fs::write(&probe, b"ok")
+        .and_then(|()| std::fs::remove_file(&probe))
+        .map_err(|e| format!("{}: takes no writes: {e}", dir.display()))?;
+    match state::lock_dir(dir) {
+        Ok(_lock) => {
+            let s = state::State::open(dir).map_err(|e| e.to_string())?;
+            let tenants = s.status().map_err(|e| e.to_string())?.len();
+            Ok(format!(
+                "{}: writable; {tenants} tenants in the state",
+                dir.display()
+            ))
+        }
+        Err(_) => Ok(format!(
+            "{}: writable; a collector is running on it now",
+            dir.display()
+        )),
+    }
+}

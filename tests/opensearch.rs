@@ -128,6 +128,11 @@ impl Server {
             .local_addr()
             .unwrap()
             .port();
+        Server::start_on(port)
+    }
+
+    /// Starts one on this port.
+    fn start_on(port: u16) -> Server {
         let child = Command::new(osmem_binary())
             .args([
                 "--addr",
@@ -633,4 +638,95 @@ fn collect_into_opensearch_survives_kill_9() {
         360,
         "every row exactly once"
     );
+}
+
+/// Two outputs at once, an archive file and an OpenSearch index behind the fault proxy,
+/// with the collector `kill -9`ed at random moments while rows arrive (some late, for
+/// the sweep): each output ends with every row exactly once.
+#[test]
+fn two_outputs_each_hold_every_row_exactly_once_after_kill_9() {
+    let server = Server::start();
+    let proxy = proxy(
+        &server.url,
+        Faults {
+            too_many: 5,
+            unavailable: 7,
+            drop: 0,
+            item_429: 4,
+        },
+    );
+    let sim = common::collect::Sim::start(&[
+        "--kind", "partner", "--tenants", "2", "--rows", "120", "--past-secs", "20",
+        "--future-secs", "5", "--late-fraction", "0.2", "--late-min-secs", "60",
+        "--late-secs", "3600", "--fail-rate", "0.05",
+    ]);
+    let setup = common::collect::Setup::with(
+        &sim,
+        "lookback_secs = 90000\noverlap_secs = 20\npage_size = 50\nmax_window_pages = 2\npoll_interval_ms = 20\nlate_sweep_secs = 2\ninterval_secs = 1",
+        common::collect::DEFAULT_LIMITS,
+        &format!(
+            "name = \"archive\"\n\n[[output]]\nname = \"siem\"\ntype = \"elasticsearch\"\nurl = \"{}/detections\"\nbatch_docs = 25\n",
+            proxy.url
+        ),
+    );
+    setup.several_outputs();
+    let mut rnd = common::collect::rng(5);
+    for _ in 0..8 {
+        let _ = setup.kill_9_after(150 + rnd(700));
+    }
+    common::collect::wait_for_every_row(&sim);
+    std::thread::sleep(Duration::from_secs(1));
+    for _ in 0..2 {
+        let (code, log) = setup.once();
+        assert_eq!(code, 0, "{log}");
+        std::thread::sleep(Duration::from_millis(2_100));
+    }
+    common::collect::assert_exactly_once(&sim, &setup);
+    let expected: usize = sim.rows().values().sum();
+    assert_eq!(count(&server.url, "detections"), expected as u64);
+    assert!(proxy.injected.load(Ordering::SeqCst) > 0, "no fault injected");
+}
+
+/// With the index down, a pass delivers nothing anywhere: the checkpoint stays, and the
+/// archive file, which took the window first, is cut back. Once the index is back,
+/// both hold every row exactly once.
+#[test]
+fn an_output_down_holds_the_checkpoint_and_nothing_is_lost() {
+    let sim = common::collect::Sim::start(&["--kind", "partner", "--tenants", "2", "--rows", "60"]);
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let setup = common::collect::Setup::with(
+        &sim,
+        common::collect::DEFAULT_QUERY,
+        common::collect::DEFAULT_LIMITS,
+        &format!(
+            "name = \"archive\"\n\n[[output]]\nname = \"siem\"\ntype = \"elasticsearch\"\nurl = \"http://127.0.0.1:{port}/detections\"\nmax_retries = 2\n"
+        ),
+    );
+    setup.several_outputs();
+    let (code, log) = setup.once();
+    assert_eq!(code, 3, "the tenants fail while the index is down: {log}");
+    assert!(log.contains("an output failed"), "{log}");
+    // The empty windows before the first row are committed; the first window with
+    // rows is not (the simulator's rows start an hour before it started).
+    let first_row = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(3600);
+    let status = setup.status();
+    for line in status.lines().skip(1) {
+        // tenant, name (two words: "Tenant 0"), checkpoint, lag, delivered
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let checkpoint: jiff::Timestamp = words[3].parse().unwrap();
+        assert!(checkpoint <= first_row, "the checkpoint moved past a row:\n{status}");
+        assert_eq!(words[5], "0", "delivered:\n{status}");
+        assert!(line.contains("Connection refused"), "the last error:\n{status}");
+    }
+    assert_eq!(setup.delivered().values().sum::<usize>(), 0, "the archive was cut back");
+    let server = Server::start_on(port);
+    let (code, log) = setup.once();
+    assert_eq!(code, 0, "{log}");
+    common::collect::assert_exactly_once(&sim, &setup);
+    let expected: usize = sim.rows().values().sum();
+    assert_eq!(count(&server.url, "detections"), expected as u64);
 }

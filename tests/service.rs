@@ -330,8 +330,7 @@ fn check_tells_what_is_wrong_in_seconds_without_the_secret() {
             "name = \"archive\"\n\n[[output]]\nname = \"siem\"\ntype = \"elasticsearch\"\nurl = \"http://127.0.0.1:{dead}/detections\"\n"
         ),
     );
-    let text = std::fs::read_to_string(&setup.config).unwrap();
-    std::fs::write(&setup.config, text.replacen("\n[output]\n", "\n[[output]]\n", 1)).unwrap();
+    setup.several_outputs();
     let out = bounded(setup.command(&["--check"]), Duration::from_secs(60));
     let text = String::from_utf8_lossy(&out.stdout).into_owned()
         + &String::from_utf8_lossy(&out.stderr);

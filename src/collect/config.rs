@@ -262,6 +262,10 @@ pub struct OutputSection {
     /// The dead-letter file (default `state_dir/dead-letter.ndjson`, or
     /// `state_dir/dead-letter-NAME.ndjson` with several outputs).
     pub dead_letter: Option<PathBuf>,
+    /// For `elasticsearch` and `syslog`: retries of one delivery (429, 5xx, connection
+    /// errors) before the window is given up until the next pass (default 10, backing
+    /// off up to 30 s each).
+    pub max_retries: Option<u32>,
     /// For `syslog`: the facility (default 16, local0).
     pub facility: Option<u8>,
     /// For `syslog`: the severity (default 6, informational).
@@ -406,6 +410,7 @@ impl CollectConfig {
         }
         sys.ca_file = o.ca_file.clone();
         sys.max_message_bytes = o.max_message_bytes.unwrap_or(sys.max_message_bytes).max(1);
+        sys.max_retries = o.max_retries.unwrap_or(sys.max_retries);
         sys.oversize_dead_letter = match o.oversize.as_deref() {
             None | Some("send") => None,
             Some("dead-letter") => Some(self.dead_letter(o)),
@@ -449,6 +454,7 @@ impl CollectConfig {
         es.dead_letter_undelivered = false;
         es.gzip = o.gzip;
         es.batch_docs = o.batch_docs.unwrap_or(es.batch_docs).max(1);
+        es.max_retries = o.max_retries.unwrap_or(es.max_retries);
         es.batch_bytes = o.batch_bytes.unwrap_or(es.batch_bytes).max(1);
         es.dead_letter = self.dead_letter(o);
         es.install_template = o

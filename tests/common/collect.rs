@@ -119,6 +119,14 @@ path = "{out}"
         Setup { dir, config }
     }
 
+    /// Turns the configuration's `[output]` into the first of several `[[output]]`s (the
+    /// others given in `extra`).
+    pub fn several_outputs(&self) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let text = text.replacen("\n[output]\n", "\n[[output]]\n", 1);
+        std::fs::write(&self.config, text).unwrap();
+    }
+
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_sophos-tac"));
         c.arg("collect")

@@ -28,7 +28,7 @@ fn main() -> anyhow::Result<()> {
                 from_ms: 0,
                 checkpoint_ms: 1_700_000_000_000,
             };
-            state.commit_delivery(None, &tenant, &window, n, progress)?;
+            state.commit_delivery(&[], &tenant, &window, n, progress)?;
             done += n;
         }
     }

@@ -656,9 +656,24 @@ fn two_outputs_each_hold_every_row_exactly_once_after_kill_9() {
         },
     );
     let sim = common::collect::Sim::start(&[
-        "--kind", "partner", "--tenants", "2", "--rows", "120", "--past-secs", "20",
-        "--future-secs", "5", "--late-fraction", "0.2", "--late-min-secs", "60",
-        "--late-secs", "3600", "--fail-rate", "0.05",
+        "--kind",
+        "partner",
+        "--tenants",
+        "2",
+        "--rows",
+        "120",
+        "--past-secs",
+        "20",
+        "--future-secs",
+        "5",
+        "--late-fraction",
+        "0.2",
+        "--late-min-secs",
+        "60",
+        "--late-secs",
+        "3600",
+        "--fail-rate",
+        "0.05",
     ]);
     let setup = common::collect::Setup::with(
         &sim,
@@ -684,7 +699,10 @@ fn two_outputs_each_hold_every_row_exactly_once_after_kill_9() {
     common::collect::assert_exactly_once(&sim, &setup);
     let expected: usize = sim.rows().values().sum();
     assert_eq!(count(&server.url, "detections"), expected as u64);
-    assert!(proxy.injected.load(Ordering::SeqCst) > 0, "no fault injected");
+    assert!(
+        proxy.injected.load(Ordering::SeqCst) > 0,
+        "no fault injected"
+    );
 }
 
 /// With the index down, a pass delivers nothing anywhere: the checkpoint stays, and the
@@ -718,11 +736,21 @@ fn an_output_down_holds_the_checkpoint_and_nothing_is_lost() {
         // tenant, name (two words: "Tenant 0"), checkpoint, lag, delivered
         let words: Vec<&str> = line.split_whitespace().collect();
         let checkpoint: jiff::Timestamp = words[3].parse().unwrap();
-        assert!(checkpoint <= first_row, "the checkpoint moved past a row:\n{status}");
+        assert!(
+            checkpoint <= first_row,
+            "the checkpoint moved past a row:\n{status}"
+        );
         assert_eq!(words[5], "0", "delivered:\n{status}");
-        assert!(line.contains("Connection refused"), "the last error:\n{status}");
+        assert!(
+            line.contains("Connection refused"),
+            "the last error:\n{status}"
+        );
     }
-    assert_eq!(setup.delivered().values().sum::<usize>(), 0, "the archive was cut back");
+    assert_eq!(
+        setup.delivered().values().sum::<usize>(),
+        0,
+        "the archive was cut back"
+    );
     let server = Server::start_on(port);
     let (code, log) = setup.once();
     assert_eq!(code, 0, "{log}");

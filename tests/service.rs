@@ -27,7 +27,11 @@ fn free_port() -> u16 {
 fn get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let status = text.split(' ').nth(1)?.parse().ok()?;
@@ -103,10 +107,22 @@ fn listen(port: u16) -> String {
 fn readiness_health_and_metrics_that_agree_with_the_output() {
     // Every answer of the simulator takes 700 ms: the first token takes that long.
     let sim = Sim::start(&[
-        "--kind", "partner", "--tenants", "2", "--rows", "60", "--slow-ms", "700",
+        "--kind",
+        "partner",
+        "--tenants",
+        "2",
+        "--rows",
+        "60",
+        "--slow-ms",
+        "700",
     ]);
     let port = free_port();
-    let setup = Setup::with(&sim, ONE_WINDOW, common::collect::DEFAULT_LIMITS, &listen(port));
+    let setup = Setup::with(
+        &sim,
+        ONE_WINDOW,
+        common::collect::DEFAULT_LIMITS,
+        &listen(port),
+    );
     let mut child = start(&setup);
     let (status, body) = wait_for(Duration::from_secs(30), "/readyz to answer", || {
         get(port, "/readyz")
@@ -213,7 +229,10 @@ impl Prometheus {
         let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(log)
@@ -242,11 +261,26 @@ impl Prometheus {
 #[test]
 fn prometheus_sees_every_delivered_row_across_restarts() {
     let sim = Sim::start(&[
-        "--kind", "partner", "--tenants", "2", "--rows", "80", "--past-secs", "10",
-        "--future-secs", "6", "--fail-rate", "0.1",
+        "--kind",
+        "partner",
+        "--tenants",
+        "2",
+        "--rows",
+        "80",
+        "--past-secs",
+        "10",
+        "--future-secs",
+        "6",
+        "--fail-rate",
+        "0.1",
     ]);
     let port = free_port();
-    let setup = Setup::with(&sim, ONE_WINDOW, common::collect::DEFAULT_LIMITS, &listen(port));
+    let setup = Setup::with(
+        &sim,
+        ONE_WINDOW,
+        common::collect::DEFAULT_LIMITS,
+        &listen(port),
+    );
     let Some(prometheus) = Prometheus::start(setup.dir.path(), port) else {
         eprintln!("SKIPPED: no prometheus binary (apt-get install prometheus; .ci/run does)");
         return;
@@ -285,8 +319,8 @@ fn check_tells_what_is_wrong_in_seconds_without_the_secret() {
     let sim = Sim::start(&["--kind", "partner", "--tenants", "3"]);
     let setup = Setup::new(&sim, "");
     let out = bounded(setup.command(&["--check"]), Duration::from_secs(60));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{text}");
     for line in [
         "ok       access token: obtained from",
@@ -310,8 +344,8 @@ fn check_tells_what_is_wrong_in_seconds_without_the_secret() {
     let mut command = setup.command(&["--check"]);
     command.env("SOPHOS_TAC_TEST_SECRET", wrong);
     let out = bounded(command, Duration::from_secs(60));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{text}");
     let problems: Vec<&str> = text.lines().filter(|l| l.starts_with("PROBLEM")).collect();
     assert_eq!(problems.len(), 1, "{text}");
@@ -332,8 +366,8 @@ fn check_tells_what_is_wrong_in_seconds_without_the_secret() {
     );
     setup.several_outputs();
     let out = bounded(setup.command(&["--check"]), Duration::from_secs(60));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{text}");
     let problems: Vec<&str> = text.lines().filter(|l| l.starts_with("PROBLEM")).collect();
     assert_eq!(problems.len(), 1, "{text}");
@@ -353,9 +387,22 @@ fn check_tells_what_is_wrong_in_seconds_without_the_secret() {
 #[test]
 fn sigterm_at_random_moments_stops_cleanly_and_loses_nothing() {
     let sim = Sim::start(&[
-        "--kind", "partner", "--tenants", "3", "--rows", "150", "--past-secs", "20",
-        "--future-secs", "8", "--throttle-rate", "0.1", "--fail-rate", "0.1",
-        "--slow-ms", "30",
+        "--kind",
+        "partner",
+        "--tenants",
+        "3",
+        "--rows",
+        "150",
+        "--past-secs",
+        "20",
+        "--future-secs",
+        "8",
+        "--throttle-rate",
+        "0.1",
+        "--fail-rate",
+        "0.1",
+        "--slow-ms",
+        "30",
     ]);
     let setup = Setup::new(&sim, "");
     let mut rnd = rng(11);
@@ -367,7 +414,10 @@ fn sigterm_at_random_moments_stops_cleanly_and_loses_nothing() {
         let (code, took) = terminate(&mut child, Duration::from_secs(30));
         let log = std::fs::read_to_string(setup.dir.path().join("collect.log")).unwrap();
         assert_eq!(code, Some(0), "round {round}: exit status; log:\n{log}");
-        assert!(took < Duration::from_secs(5), "round {round}: took {took:?}");
+        assert!(
+            took < Duration::from_secs(5),
+            "round {round}: took {took:?}"
+        );
         slowest = slowest.max(took);
     }
     wait_for_every_row(&sim);

@@ -55,7 +55,10 @@ pub async fn check(config: &CollectConfig) -> Vec<Finding> {
         Ok(client) => match client.authenticate().await {
             Err(e) => add("access token", Err(e.to_string())),
             Ok(()) => {
-                add("access token", Ok(format!("obtained from {}", config.file.auth_url)));
+                add(
+                    "access token",
+                    Ok(format!("obtained from {}", config.file.auth_url)),
+                );
                 match client.whoami().await {
                     Err(e) => add("whoami", Err(e.to_string())),
                     Ok(principal) => {
@@ -91,7 +94,10 @@ pub async fn check(config: &CollectConfig) -> Vec<Finding> {
     report
 }
 
-fn tenants_line(chosen: &[crate::collect::client::Tenant], listed: usize) -> Result<String, String> {
+fn tenants_line(
+    chosen: &[crate::collect::client::Tenant],
+    listed: usize,
+) -> Result<String, String> {
     if chosen.is_empty() {
         return Err(format!(
             "none to collect: the credential sees {listed}, and [tenants] allow/deny leave none"

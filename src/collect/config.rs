@@ -424,10 +424,7 @@ impl CollectConfig {
     }
 
     /// The Elasticsearch/OpenSearch sink settings, for `type = "elasticsearch"`.
-    pub fn elasticsearch(
-        &self,
-        o: &OutputSection,
-    ) -> Result<crate::sinks::EsConfig, CollectError> {
+    pub fn elasticsearch(&self, o: &OutputSection) -> Result<crate::sinks::EsConfig, CollectError> {
         let profile = crate::mapping::Profile::by_name(&self.file.profile)
             .unwrap_or_else(crate::mapping::Profile::documented);
         let mut es =

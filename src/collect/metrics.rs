@@ -209,7 +209,9 @@ impl Metrics {
         self.rows_delivered
             .get_or_create(&label)
             .inc_by(t.delivered.max(0) as u64);
-        self.rows_late.get_or_create(&label).inc_by(t.late.max(0) as u64);
+        self.rows_late
+            .get_or_create(&label)
+            .inc_by(t.late.max(0) as u64);
         self.add_tenant(&t.id);
         lock(&self.tenants).insert(
             t.id.clone(),
@@ -238,8 +240,12 @@ impl Metrics {
     /// Counts one committed window of a tenant's.
     pub fn window(&self, tenant_id: &str, s: &super::PassSummary) {
         let label = tenant(tenant_id);
-        self.rows_delivered.get_or_create(&label).inc_by(s.delivered);
-        self.rows_duplicate.get_or_create(&label).inc_by(s.duplicates);
+        self.rows_delivered
+            .get_or_create(&label)
+            .inc_by(s.delivered);
+        self.rows_duplicate
+            .get_or_create(&label)
+            .inc_by(s.duplicates);
         self.rows_rejected.get_or_create(&label).inc_by(s.rejected);
         self.rows_late.get_or_create(&label).inc_by(s.late);
     }

@@ -194,7 +194,10 @@ fn open_sink(
                 max_bytes: o.rotate_bytes,
                 max_age: o.rotate_secs.map(Duration::from_secs),
             };
-            Box::new(FileSink::open(o.path.clone().unwrap_or_default(), rotation)?)
+            Box::new(FileSink::open(
+                o.path.clone().unwrap_or_default(),
+                rotation,
+            )?)
         }
     })
 }
@@ -727,13 +730,8 @@ impl Collector {
         } else {
             self.deliver_everywhere(&tenant.id, &mut outputs, &out, &ids)?
         };
-        let committed = lock(&self.state).commit_delivery(
-            &outbox,
-            &tenant.id,
-            &keys,
-            s.delivered,
-            progress,
-        );
+        let committed =
+            lock(&self.state).commit_delivery(&outbox, &tenant.id, &keys, s.delivered, progress);
         self.metrics
             .state_result(committed.as_ref().map(|_| ()).map_err(|e| e.to_string()));
         committed?;
@@ -783,8 +781,12 @@ impl Collector {
                 return Err(e.into());
             }
             let dead = o.sink.dead_lettered() - dead_before;
-            self.metrics
-                .output(&o.name, documents - dead.min(documents), dead, started.elapsed());
+            self.metrics.output(
+                &o.name,
+                documents - dead.min(documents),
+                dead,
+                started.elapsed(),
+            );
         }
         crash_point();
         Ok(outbox)
@@ -807,7 +809,9 @@ impl Collector {
         let me = Arc::clone(&self);
         let signals = tokio::spawn(async move {
             shutdown().await;
-            tracing::info!("stop asked for: abandoning the fetches under way, finishing the deliveries");
+            tracing::info!(
+                "stop asked for: abandoning the fetches under way, finishing the deliveries"
+            );
             me.stop();
         });
         let result = self.passes(once, interval).await;
@@ -889,8 +893,9 @@ async fn shutdown() {
 
 /// The tenants the allow and deny lists (ids or names) let through, in their order.
 pub fn choose_tenants(all: Vec<Tenant>, lists: &config::TenantsSection) -> Vec<Tenant> {
-    let listed =
-        |list: &[String], tenant: &Tenant| list.iter().any(|x| *x == tenant.id || *x == tenant.name);
+    let listed = |list: &[String], tenant: &Tenant| {
+        list.iter().any(|x| *x == tenant.id || *x == tenant.name)
+    };
     all.into_iter()
         .filter(|x| (lists.allow.is_empty() || listed(&lists.allow, x)) && !listed(&lists.deny, x))
         .collect()

@@ -136,7 +136,11 @@ fn route(method: &str, target: &str, collector: &Collector) -> Response {
             TEXT,
             "sophos-tac collect: /metrics /healthz /readyz\n".into(),
         ),
-        _ => (404, TEXT, "not found: try /metrics, /healthz or /readyz\n".into()),
+        _ => (
+            404,
+            TEXT,
+            "not found: try /metrics, /healthz or /readyz\n".into(),
+        ),
     }
 }
 

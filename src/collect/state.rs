@@ -483,14 +483,8 @@ mod tests {
             from_ms,
             checkpoint_ms,
         };
-        s.commit_delivery(
-            &[id],
-            "t1",
-            &[("k1".into(), 9_000)],
-            1,
-            live(5_000, 10_000),
-        )
-        .unwrap();
+        s.commit_delivery(&[id], "t1", &[("k1".into(), 9_000)], 1, live(5_000, 10_000))
+            .unwrap();
         assert!(s.pending().unwrap().is_empty());
         assert_eq!(s.checkpoint("t1").unwrap(), Some(10_000));
         assert!(s.seen("t1", "k1").unwrap());

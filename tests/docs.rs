@@ -132,7 +132,7 @@ fn every_command_of_the_readme_and_the_guide_runs() {
         );
         // The tour's counts, not only its status: every row once, the index holds six.
         let numbers: Vec<&str> = stdout.lines().map(str::trim).collect();
-        if block.text.contains("sophos-central-sim --addr") {
+        if block.text.contains("uniq -d") {
             assert_eq!(
                 numbers[numbers.len() - 3..],
                 ["0", "1500", "1500"],
@@ -141,6 +141,17 @@ fn every_command_of_the_readme_and_the_guide_runs() {
         }
         if block.text.contains("--profile extended --format json") {
             assert!(numbers.contains(&"148"), "{stdout}");
+        }
+        if block.text.contains("/readyz") {
+            // --check passed, the service was ready, and the metrics and the file agree.
+            for line in ["no problem found", "ready"] {
+                assert!(numbers.contains(&line), "{stdout}");
+            }
+            assert!(
+                stdout.contains("sophos_tac_output_acknowledged_total{output=\"file\"} 200"),
+                "{stdout}"
+            );
+            assert_eq!(numbers.last(), Some(&"200"), "{stdout}\n{stderr}");
         }
         if block.text.contains("_count") {
             assert_eq!(numbers.last(), Some(&"6"), "{stdout}");

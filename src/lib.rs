@@ -15,8 +15,9 @@
 //! - [`catalogue`]: the field catalogue and the Elasticsearch/OpenSearch index
 //!   template generated from a profile.
 //! - [`collect`]: the Sophos Central client and collector (checkpoints, dedup, state).
-//! - [`sinks`]: where documents go (files with rotation, stdout, an index, syslog),
-//!   acknowledged.
+//! - [`sinks`]: where documents go (files with rotation, stdout, an index, syslog,
+//!   Kafka), acknowledged.
+//! - [`kafka`]: Kafka settings, and the consumer-group source that feeds `normalize`.
 //! - [`http`]: the one HTTP client (ureq, rustls with ring) the index sink and the
 //!   collector share.
 //!
@@ -42,10 +43,12 @@ pub mod collect;
 pub mod error;
 pub mod http;
 pub mod input;
+pub mod kafka;
 pub mod mapping;
 mod normalizer;
 pub mod output;
 pub mod pipeline;
+pub mod signal;
 pub mod sinks;
 pub mod time;
 pub mod value;

@@ -112,15 +112,20 @@ impl Reject<'_> {
     /// `text` (the original line) or, when the line is not UTF-8, `text_base64`.
     pub fn to_json(&self) -> serde_json::Value {
         let mut v = json!({ "file": self.file, "line": self.line, "offset": self.offset, "reason": self.reason.to_string() });
-        match std::str::from_utf8(self.bytes) {
-            Ok(text) => v["text"] = json!(text),
-            Err(_) => {
-                use base64::Engine;
-                v["text_base64"] =
-                    json!(base64::engine::general_purpose::STANDARD.encode(self.bytes));
-            }
-        }
+        add_text(&mut v, self.bytes);
         v
+    }
+}
+
+/// Adds a rejected line to its record, losslessly: `text`, or `text_base64` when the line
+/// is not UTF-8.
+pub fn add_text(record: &mut serde_json::Value, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => record["text"] = json!(text),
+        Err(_) => {
+            use base64::Engine;
+            record["text_base64"] = json!(base64::engine::general_purpose::STANDARD.encode(bytes));
+        }
     }
 }
 
@@ -153,7 +158,13 @@ impl<W: Write> RejectsWriter<W> {
 
     /// Writes one reject.
     pub fn write(&mut self, reject: &Reject<'_>) -> Result<(), Error> {
-        let mut line = serde_json::to_vec(&reject.to_json()).unwrap_or_default();
+        self.write_record(&reject.to_json())
+    }
+
+    /// Writes one reject record as it is (the Kafka source's, which has a topic,
+    /// partition and offset in place of a file, line and offset).
+    pub fn write_record(&mut self, record: &serde_json::Value) -> Result<(), Error> {
+        let mut line = serde_json::to_vec(record).unwrap_or_default();
         line.push(b'\n');
         self.out.write_all(&line).map_err(|source| Error::Write {
             path: self.name.clone(),
@@ -167,6 +178,16 @@ impl<W: Write> RejectsWriter<W> {
             path: self.name.clone(),
             source,
         })
+    }
+
+    /// The output.
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.out
+    }
+
+    /// The output's name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 }
 

@@ -15,84 +15,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::collect::bounded;
+use common::servers::{
+    Server, count, http, lock_with_timeout, osmem_venv, read_headers, read_response,
+};
 
 use serde_json::{Value, json};
-
-/// The virtualenv that holds osmem-server: in Cargo's scratch directory for integration
-/// tests (`CARGO_TARGET_TMPDIR`, inside whatever target directory is in use).
-fn osmem_venv() -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("osmem-venv")
-}
-
-/// Takes an exclusive lock on `path` (created if missing), waiting at most `limit`. The
-/// lock is the kernel's (`flock`): it goes with the process, so a killed run leaves no
-/// stale lock behind, only a harmless file.
-fn lock_with_timeout(path: &Path, limit: Duration, what: &str) -> Result<std::fs::File, String> {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let deadline = Instant::now() + limit;
-    loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(file),
-            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(format!(
-                    "waited {limit:?} for {} ({what}); another process holds it",
-                    path.display()
-                ));
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(format!("{}: {e}", path.display()));
-            }
-        }
-    }
-}
-
-/// The osmem-server binary: `OSMEM_SERVER_BIN`, or installed once into [`osmem_venv`]
-/// (one installer at a time, under a lock; every wait bounded).
-fn osmem_binary() -> PathBuf {
-    if let Some(bin) = std::env::var_os("OSMEM_SERVER_BIN") {
-        return PathBuf::from(bin);
-    }
-    let venv = osmem_venv();
-    let find = || {
-        std::fs::read_dir(venv.join("lib"))
-            .ok()?
-            .flatten()
-            .map(|e| e.path().join("site-packages/osmem_server/bin/osmem-server"))
-            .find(|p| p.exists())
-    };
-    std::fs::create_dir_all(venv.parent().unwrap()).unwrap();
-    // Held until this function returns: a binary is trusted only once no installer is
-    // at work.
-    let _lock = lock_with_timeout(
-        &venv.with_extension("lock"),
-        Duration::from_secs(600),
-        "another test installing osmem-server",
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    if let Some(p) = find() {
-        return p;
-    }
-    let mut create = Command::new("python3");
-    create.args(["-m", "venv"]).arg(&venv);
-    let mut install = Command::new(venv.join("bin/pip"));
-    install.args(["install", "-q", "osmem-server"]);
-    let ok = bounded(create, Duration::from_secs(120)).status.success()
-        && bounded(install, Duration::from_secs(600)).status.success();
-    assert!(
-        ok,
-        "could not install osmem-server (python3 -m venv {0} && {0}/bin/pip install osmem-server)",
-        venv.display()
-    );
-    find().expect("osmem-server is installed")
-}
 
 #[test]
 fn a_left_over_lock_file_never_hangs_and_a_held_lock_times_out_with_a_message() {
@@ -113,115 +40,6 @@ fn a_left_over_lock_file_never_hangs_and_a_held_lock_times_out_with_a_message() 
     lock_with_timeout(&path, Duration::from_secs(5), "test").unwrap();
     // The virtualenv lives in Cargo's scratch directory of the target directory in use.
     assert!(osmem_venv().starts_with(env!("CARGO_TARGET_TMPDIR")));
-}
-
-/// A running osmem-server, stopped on drop.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start() -> Server {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Server::start_on(port)
-    }
-
-    /// Starts one on this port.
-    fn start_on(port: u16) -> Server {
-        let child = Command::new(osmem_binary())
-            .args([
-                "--addr",
-                &format!("127.0.0.1:{port}"),
-                "--no-stdin-watch",
-                "--no-ja",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("osmem-server starts");
-        let url = format!("http://127.0.0.1:{port}");
-        for _ in 0..100 {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Server { child, url };
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let mut child = child;
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("osmem-server did not start");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One HTTP/1.1 exchange with `Connection: close`: (status, body).
-fn http(url: &str, method: &str, path: &str, body: &str) -> (u16, String) {
-    let addr = url.trim_start_matches("http://");
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
-    let resp = read_response(&mut BufReader::new(s)).unwrap();
-    (resp.0, String::from_utf8_lossy(&resp.2).into_owned())
-}
-
-/// Reads an HTTP response: status, headers (lowercase names), body (Content-Length,
-/// chunked, or until close).
-/// An HTTP response: status, headers, body.
-type Response = (u16, Vec<(String, String)>, Vec<u8>);
-
-fn read_response(r: &mut impl BufRead) -> Option<Response> {
-    let mut line = String::new();
-    r.read_line(&mut line).ok()?;
-    let status: u16 = line.split_whitespace().nth(1)?.parse().ok()?;
-    let headers = read_headers(r)?;
-    let get = |k: &str| headers.iter().find(|(h, _)| h == k).map(|(_, v)| v.clone());
-    let mut body = Vec::new();
-    if get("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-        loop {
-            let mut size = String::new();
-            r.read_line(&mut size).ok()?;
-            let n = usize::from_str_radix(size.trim(), 16).ok()?;
-            let mut chunk = vec![0; n + 2];
-            r.read_exact(&mut chunk).ok()?;
-            if n == 0 {
-                break;
-            }
-            body.extend_from_slice(&chunk[..n]);
-        }
-    } else if let Some(n) = get("content-length").and_then(|v| v.parse().ok()) {
-        body.resize(n, 0);
-        r.read_exact(&mut body).ok()?;
-    } else {
-        r.read_to_end(&mut body).ok()?;
-    }
-    Some((status, headers, body))
-}
-
-fn read_headers(r: &mut impl BufRead) -> Option<Vec<(String, String)>> {
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            return Some(headers);
-        }
-        let (k, v) = line.split_once(':')?;
-        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-    }
 }
 
 /// Which `_bulk` requests the proxy spoils (every n-th; 0 = never).
@@ -371,16 +189,6 @@ fn rows(n: usize, dir: &std::path::Path) -> PathBuf {
     }
     std::fs::write(&path, text).unwrap();
     path
-}
-
-fn count(url: &str, index: &str) -> u64 {
-    let (_, body) = http(url, "POST", &format!("/{index}/_refresh"), "");
-    let _ = body;
-    let (status, body) = http(url, "GET", &format!("/{index}/_count"), "");
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str::<Value>(&body).unwrap()["count"]
-        .as_u64()
-        .unwrap()
 }
 
 fn normalize(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
@@ -711,11 +519,7 @@ fn two_outputs_each_hold_every_row_exactly_once_after_kill_9() {
 #[test]
 fn an_output_down_holds_the_checkpoint_and_nothing_is_lost() {
     let sim = common::collect::Sim::start(&["--kind", "partner", "--tenants", "2", "--rows", "60"]);
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::servers::free_port();
     let setup = common::collect::Setup::with(
         &sim,
         common::collect::DEFAULT_QUERY,

@@ -229,15 +229,22 @@ impl Default for LimitsSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputSection {
-    /// `file`, `stdout` or `elasticsearch` (Elasticsearch or OpenSearch).
+    /// `file`, `stdout`, `elasticsearch` (Elasticsearch or OpenSearch), `syslog` or
+    /// `kafka`.
     #[serde(rename = "type")]
     pub kind: String,
     /// The output's name in logs and metrics (default: its type); with several
     /// outputs, each needs its own.
     #[serde(default)]
     pub name: String,
-    /// For `elasticsearch`: `https://host:9200/INDEX`.
+    /// For `elasticsearch`: `https://host:9200/INDEX`; for `syslog`:
+    /// `syslog+tls://host:6514`; for `kafka`: `kafka://host:9092[,host2:9092]/TOPIC` (or
+    /// `kafka+tls://…`, and `?sasl=scram-sha-512&user=NAME` with `password_env`).
     pub url: Option<String>,
+    /// For `kafka`: librdkafka properties, applied after the defaults (idempotent
+    /// producer, `acks=all`, zstd), e.g. `{ "compression.type" = "lz4" }`.
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, String>,
     /// For `elasticsearch`: an environment variable holding an API key.
     pub api_key_env: Option<String>,
     /// For `elasticsearch`: a basic-auth user…
@@ -423,6 +430,41 @@ impl CollectConfig {
         Ok(sys)
     }
 
+    /// The Kafka sink settings, for `type = "kafka"`.
+    pub fn kafka(
+        &self,
+        o: &OutputSection,
+    ) -> Result<crate::sinks::kafka::KafkaSinkConfig, CollectError> {
+        let password = || {
+            o.password_env
+                .as_ref()
+                .and_then(|var| std::env::var(var).ok())
+        };
+        let mut kafka = crate::kafka::KafkaConfig::from_url(
+            o.url.as_deref().unwrap_or_default(),
+            password,
+        )
+        .map_err(|e| {
+            CollectError::Config(format!(
+                "{e} (for output {}: the password comes from the variable password_env names)",
+                o.name
+            ))
+        })?;
+        kafka.group = None;
+        kafka.ca_file = o.ca_file.clone();
+        kafka.properties = o
+            .properties
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Ok(crate::sinks::kafka::KafkaSinkConfig {
+            kafka,
+            dead_letter: self.dead_letter(o),
+            // The window is fetched again after a failed delivery: nothing to keep aside.
+            dead_letter_undelivered: false,
+        })
+    }
+
     /// The Elasticsearch/OpenSearch sink settings, for `type = "elasticsearch"`.
     pub fn elasticsearch(&self, o: &OutputSection) -> Result<crate::sinks::EsConfig, CollectError> {
         let profile = crate::mapping::Profile::by_name(&self.file.profile)
@@ -490,12 +532,12 @@ fn check_outputs(file: &mut ConfigFile) -> Result<(), CollectError> {
         let complete = match o.kind.as_str() {
             "file" => o.path.is_some(),
             "stdout" => true,
-            "elasticsearch" | "syslog" => o.url.is_some(),
+            "elasticsearch" | "syslog" | "kafka" => o.url.is_some(),
             _ => false,
         };
         if !complete {
             return Err(CollectError::Config(
-                "output.type is \"file\" (with output.path), \"stdout\", or \"elasticsearch\" or \"syslog\" (with output.url)".into(),
+                "output.type is \"file\" (with output.path), \"stdout\", or \"elasticsearch\", \"syslog\" or \"kafka\" (with output.url)".into(),
             ));
         }
         if o.name.is_empty() {

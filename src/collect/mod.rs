@@ -39,7 +39,7 @@ use sha2::{Digest, Sha256};
 
 use crate::mapping::Profile;
 use crate::normalizer::{LineOutcome, Normalizer};
-use crate::sinks::{EsSink, FileSink, Rotation, Sink, StdoutSink, SyslogSink};
+use crate::sinks::{EsSink, FileSink, KafkaSink, Rotation, Sink, StdoutSink, SyslogSink};
 use client::{Client, Fetched, Tenant};
 use config::{CollectConfig, OutputSection};
 use metrics::Metrics;
@@ -189,6 +189,7 @@ fn open_sink(
             Box::new(EsSink::open(es)?)
         }
         "syslog" => Box::new(SyslogSink::open(config.syslog(o)?)?),
+        "kafka" => Box::new(KafkaSink::open(config.kafka(o)?)?),
         _ => {
             let rotation = Rotation {
                 max_bytes: o.rotate_bytes,
@@ -808,7 +809,7 @@ impl Collector {
         // Listen for SIGTERM and Ctrl-C for the whole run, passes included.
         let me = Arc::clone(&self);
         let signals = tokio::spawn(async move {
-            shutdown().await;
+            crate::signal::terminated().await;
             tracing::info!(
                 "stop asked for: abandoning the fetches under way, finishing the deliveries"
             );
@@ -869,25 +870,6 @@ impl Collector {
     /// Every tenant's status from the state database.
     pub fn status(state_dir: &std::path::Path) -> Result<Vec<state::TenantStatus>, CollectError> {
         State::open(state_dir)?.status()
-    }
-}
-
-async fn shutdown() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return std::future::pending().await,
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

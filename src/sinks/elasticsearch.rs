@@ -442,7 +442,7 @@ impl Sink for EsSink {
             .map(|(i, line)| Doc {
                 id: ids
                     .and_then(|ids| ids.get(i).cloned())
-                    .unwrap_or_else(|| doc_id(line)),
+                    .unwrap_or_else(|| super::document_key(line)),
                 json: line.to_vec(),
             })
             .collect();
@@ -452,22 +452,6 @@ impl Sink for EsSink {
     fn repair(&mut self, _mark: &str) -> Result<(), Error> {
         Ok(())
     }
-}
-
-/// The `_id` of a document without one given: the key of its row (from `message`).
-fn doc_id(doc: &[u8]) -> String {
-    #[derive(serde::Deserialize)]
-    struct Message<'a> {
-        #[serde(borrow)]
-        message: Option<std::borrow::Cow<'a, str>>,
-    }
-    let message = serde_json::from_slice::<Message>(doc)
-        .ok()
-        .and_then(|m| m.message);
-    let text = message
-        .as_deref()
-        .unwrap_or_else(|| std::str::from_utf8(doc).unwrap_or_default());
-    crate::collect::row_key(text)
 }
 
 #[cfg(test)]
@@ -521,9 +505,9 @@ mod tests {
     #[test]
     fn ids_come_from_the_row() {
         assert_eq!(
-            doc_id(br#"{"message":"{\"record_identifier\":\"r1\"}"}"#),
+            super::document_key(br#"{"message":"{\"record_identifier\":\"r1\"}"}"#),
             "id:r1"
         );
-        assert!(doc_id(br#"{"message":"{\"a\":1}"}"#).starts_with("sha256:"));
+        assert!(super::document_key(br#"{"message":"{\"a\":1}"}"#).starts_with("sha256:"));
     }
 }

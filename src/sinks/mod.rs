@@ -10,10 +10,12 @@
 
 pub mod elasticsearch;
 mod file;
+pub mod kafka;
 pub mod syslog;
 
 pub use elasticsearch::{EsConfig, EsSink};
 pub use file::{FileSink, Rotation};
+pub use kafka::KafkaSink;
 pub use syslog::{SyslogConfig, SyslogSink};
 
 use std::io::Write;
@@ -58,6 +60,25 @@ impl DeadLetter {
                 source,
             })
     }
+}
+
+/// The key of a document given without one: the key of the row it was made from (its
+/// `message`), as the collector computes it — `id:` and the `record_identifier`, or
+/// `sha256:` and a digest. The index output uses it as `_id`, the Kafka output as the
+/// message key, so that a row's copies collapse into one.
+pub fn document_key(doc: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Message<'a> {
+        #[serde(borrow)]
+        message: Option<std::borrow::Cow<'a, str>>,
+    }
+    let message = serde_json::from_slice::<Message>(doc)
+        .ok()
+        .and_then(|m| m.message);
+    let text = message
+        .as_deref()
+        .unwrap_or_else(|| std::str::from_utf8(doc).unwrap_or_default());
+    crate::collect::row_key(text)
 }
 
 /// A URL as it may be shown in a log line or an error: any user-info (`user:password@`)

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod collect;
+pub mod servers;
 
 use std::path::PathBuf;
 

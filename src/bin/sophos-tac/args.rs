@@ -67,13 +67,25 @@ pub enum LogFormat {
 pub struct NormalizeArgs {
     /// Input files (NDJSON, gzip recognised by content); `-` or none reads stdin.
     pub files: Vec<PathBuf>,
+    /// Read from a Kafka topic instead, in a consumer group:
+    /// `kafka://host:9092[,host2:9092]/TOPIC?group=NAME` (or `kafka+tls://…`). Runs until
+    /// SIGTERM or Ctrl-C; offsets are committed once the output acknowledged the
+    /// documents. A file output is appended to.
+    #[arg(long, value_name = "URL", conflicts_with = "files")]
+    pub input: Option<String>,
     /// Write documents to this file instead of stdout, or send them to an
     /// Elasticsearch/OpenSearch index: `https://host:9200/INDEX` (credentials from
-    /// SOPHOS_TAC_ES_API_KEY, or SOPHOS_TAC_ES_USER and SOPHOS_TAC_ES_PASSWORD), or to a
-    /// syslog server: `syslog+tcp://host:port`, `syslog+tls://…`, `syslog+udp://…`.
+    /// SOPHOS_TAC_ES_API_KEY, or SOPHOS_TAC_ES_USER and SOPHOS_TAC_ES_PASSWORD), to a
+    /// syslog server: `syslog+tcp://host:port`, `syslog+tls://…`, `syslog+udp://…`, or to
+    /// a Kafka topic: `kafka://host:9092[,host2:9092]/TOPIC` (or `kafka+tls://…`).
     #[arg(short, long, value_name = "OUT")]
     pub output: Option<String>,
-    /// With an Elasticsearch/OpenSearch output: where refused documents go.
+    /// With a Kafka input or output: a librdkafka property, `KEY=VALUE` (repeatable), as
+    /// in `compression.type=lz4`. SASL: add `?sasl=scram-sha-512&user=NAME` to the URL;
+    /// the password comes from SOPHOS_TAC_KAFKA_PASSWORD.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = sophos_tac::kafka::property)]
+    pub kafka_property: Vec<(String, String)>,
+    /// With an Elasticsearch/OpenSearch or Kafka output: where refused documents go.
     #[arg(
         long,
         value_name = "FILE",
@@ -211,6 +223,8 @@ pub enum Target {
     Elasticsearch(Box<sophos_tac::sinks::EsConfig>),
     /// A syslog server.
     Syslog(Box<sophos_tac::sinks::SyslogConfig>),
+    /// A Kafka topic.
+    Kafka(Box<sophos_tac::sinks::kafka::KafkaSinkConfig>),
 }
 
 /// A resolved `normalize` run.
@@ -220,6 +234,8 @@ pub struct NormalizeConfig {
     pub normalizer: Normalizer,
     /// The inputs, in order.
     pub inputs: Vec<Input>,
+    /// A Kafka topic to read in a consumer group, instead of `inputs`.
+    pub kafka_input: Option<sophos_tac::kafka::KafkaConfig>,
     /// Where documents go.
     pub output: Target,
     /// Where rejects go; `None` reports them on stderr.
@@ -256,6 +272,22 @@ pub enum Config {
     Fields(FieldsConfig),
     /// `collect`.
     Collect(CollectArgs),
+}
+
+/// A Kafka URL with the flags that go with it (`--ca-file`, `--kafka-property`, and the
+/// SASL password from SOPHOS_TAC_KAFKA_PASSWORD).
+fn kafka_config(
+    url: &str,
+    ca_file: &Option<PathBuf>,
+    properties: &[(String, String)],
+) -> anyhow::Result<sophos_tac::kafka::KafkaConfig> {
+    let mut kafka = sophos_tac::kafka::KafkaConfig::from_url(url, || {
+        std::env::var("SOPHOS_TAC_KAFKA_PASSWORD").ok()
+    })
+    .map_err(anyhow::Error::msg)?;
+    kafka.ca_file = ca_file.clone();
+    kafka.properties = properties.to_vec();
+    Ok(kafka)
 }
 
 fn profile(name: &str) -> anyhow::Result<Profile> {
@@ -305,7 +337,7 @@ impl Args {
                         es.basic = std::env::var("SOPHOS_TAC_ES_USER")
                             .ok()
                             .zip(std::env::var("SOPHOS_TAC_ES_PASSWORD").ok());
-                        es.ca_file = a.ca_file;
+                        es.ca_file = a.ca_file.clone();
                         es.gzip = a.gzip;
                         es.batch_docs = a.batch_docs.max(1);
                         es.max_retries = a.retries;
@@ -325,18 +357,40 @@ impl Args {
                         sys.facility = a.syslog_facility;
                         sys.severity = a.syslog_severity;
                         sys.app_name = a.syslog_app_name;
-                        sys.ca_file = a.ca_file;
+                        sys.ca_file = a.ca_file.clone();
                         sys.max_retries = a.retries;
                         sys.max_message_bytes = a.syslog_max_bytes.max(1);
                         sys.oversize_dead_letter = (a.syslog_oversize == Oversize::DeadLetter)
                             .then(|| a.dead_letter.clone());
                         Target::Syslog(Box::new(sys))
                     }
+                    Some(o) if o.starts_with("kafka") && o.contains("://") => {
+                        let mut kafka = kafka_config(&o, &a.ca_file, &a.kafka_property)?;
+                        kafka.group = None;
+                        Target::Kafka(Box::new(sophos_tac::sinks::kafka::KafkaSinkConfig {
+                            kafka,
+                            dead_letter: a.dead_letter,
+                            dead_letter_undelivered: true,
+                        }))
+                    }
                     Some(o) => Target::File(PathBuf::from(o)),
+                };
+                let kafka_input = match &a.input {
+                    Some(url) => {
+                        let kafka = kafka_config(url, &a.ca_file, &a.kafka_property)?;
+                        if kafka.group.is_none() {
+                            bail!(
+                                "{url}: give the consumer group, as in kafka://host:9092/TOPIC?group=NAME"
+                            );
+                        }
+                        Some(kafka)
+                    }
+                    None => None,
                 };
                 Config::Normalize(NormalizeConfig {
                     normalizer: Normalizer::new(profile).with_max_line_bytes(a.max_line_bytes),
                     inputs,
+                    kafka_input,
                     output,
                     rejects: a.rejects,
                     options,

@@ -2,6 +2,7 @@
 
 mod args;
 mod collect;
+mod consume;
 mod normalize;
 
 use std::io::Write;

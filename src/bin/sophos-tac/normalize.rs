@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use sophos_tac::Error;
 use sophos_tac::pipeline::{self, Observer, Reject, RejectsWriter, Summary};
-use sophos_tac::sinks::{EsSink, SinkWriter, SyslogSink};
+use sophos_tac::sinks::{EsSink, KafkaSink, SinkWriter, SyslogSink};
 
 use crate::args::{NormalizeConfig, ProgressMode, Target};
 use crate::{EXIT_ERROR, EXIT_OK, EXIT_REJECTS};
@@ -138,7 +138,7 @@ impl Report {
     }
 }
 
-fn create(path: &std::path::Path) -> Result<BufWriter<File>, Error> {
+pub(crate) fn create(path: &std::path::Path) -> Result<BufWriter<File>, Error> {
     File::create(path)
         .map(|f| BufWriter::with_capacity(256 * 1024, f))
         .map_err(|source| Error::Create {
@@ -160,10 +160,14 @@ pub fn run(c: NormalizeConfig) -> anyhow::Result<u8> {
         Some(p) => Some(RejectsWriter::new(p.display().to_string(), create(p)?)),
         None => None,
     };
+    if let Some(kafka) = &c.kafka_input {
+        return crate::consume::run(&c, kafka, rejects);
+    }
     let mut report = Report {
         rejects,
         progress: progress_for(&c),
     };
+    let mut kafka_writer = None;
     let mut es_writer = None;
     let mut syslog_writer = None;
     let (mut out, out_name): (Box<dyn Write>, String) = match &c.output {
@@ -185,6 +189,14 @@ pub fn run(c: NormalizeConfig) -> anyhow::Result<u8> {
             )));
             syslog_writer = Some(Rc::clone(&writer));
             (Box::new(Shared(writer)), sys.url())
+        }
+        Target::Kafka(k) => {
+            let writer = Rc::new(RefCell::new(SinkWriter::new(
+                KafkaSink::open((**k).clone())?,
+                1024 * 1024,
+            )));
+            kafka_writer = Some(Rc::clone(&writer));
+            (Box::new(Shared(writer)), k.kafka.url())
         }
     };
     let summary = pipeline::run(
@@ -223,6 +235,18 @@ pub fn run(c: NormalizeConfig) -> anyhow::Result<u8> {
             );
         }
         refused += stats.dead_lettered;
+    }
+    if let (Some(w), Target::Kafka(k)) = (kafka_writer, &c.output) {
+        let stats = w.borrow().sink().stats().clone();
+        refused += stats.dead_lettered;
+        if !c.quiet || stats.dead_lettered > 0 {
+            eprintln!(
+                "sophos-tac: {out_name}: {} acknowledged, {} refused (kept in {})",
+                stats.delivered,
+                stats.dead_lettered,
+                k.dead_letter.display(),
+            );
+        }
     }
     if let Some(w) = &mut report.rejects {
         w.flush()?;

@@ -1,0 +1,330 @@
+//! Delivering to Kafka: one message per document, keyed by its row's key (the index
+//! output's `_id`), so that a row's copies land on one partition and a compacted topic
+//! keeps one.
+//!
+//! The producer is idempotent with `acks=all` and zstd compression by default (any
+//! librdkafka property can replace them). [`Sink::deliver`] returns once every message of
+//! the batch has its delivery report: that report is the acknowledgement. A message the
+//! broker refuses for good (too large, invalid) goes to the dead-letter file with the
+//! broker's reason; a message that cannot be delivered in `message.timeout.ms` (a broker
+//! down) fails the delivery — for `collect` the window is fetched and delivered again
+//! next pass, for `normalize` the run fails, keeping the unacknowledged documents in the
+//! dead-letter file. Kafka cannot take a message back: after a crash a window may be
+//! produced twice (at least once), with the same keys.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use serde_json::{Value, json};
+
+use crate::error::Error;
+use crate::kafka::KafkaConfig;
+use crate::sinks::{DeadLetter, Sink, document_key};
+
+/// The producer's defaults, before the configured properties.
+pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
+    ("enable.idempotence", "true"),
+    ("acks", "all"),
+    ("compression.type", "zstd"),
+    // A broker that does not acknowledge within a minute fails the delivery (librdkafka
+    // retries inside that time); 5 minutes is librdkafka's own default.
+    ("message.timeout.ms", "60000"),
+    ("linger.ms", "5"),
+];
+
+/// The Kafka sink's settings.
+#[derive(Debug, Clone)]
+pub struct KafkaSinkConfig {
+    /// Brokers, topic, TLS, SASL, properties.
+    pub kafka: KafkaConfig,
+    /// Where refused (and, with `dead_letter_undelivered`, unacknowledged) documents go.
+    pub dead_letter: PathBuf,
+    /// Keep the documents of a failed delivery in the dead-letter file (for `normalize`,
+    /// which cannot fetch them again; `collect` fetches the window again instead).
+    pub dead_letter_undelivered: bool,
+}
+
+/// Counts of what the sink did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KafkaStats {
+    /// Messages acknowledged by the brokers.
+    pub delivered: u64,
+    /// Documents in the dead-letter file.
+    pub dead_lettered: u64,
+}
+
+/// Delivery reports, as librdkafka hands them over.
+struct Reports {
+    /// `(message index, outcome)`.
+    outcomes: Mutex<Vec<(usize, Result<(), KafkaError>)>>,
+}
+
+impl ClientContext for Reports {}
+
+impl ProducerContext for Reports {
+    type DeliveryOpaque = Box<usize>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, index: Box<usize>) {
+        let outcome = match result {
+            Ok(_) => Ok(()),
+            Err((e, _)) => Err(e.clone()),
+        };
+        self.outcomes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((*index, outcome));
+    }
+}
+
+/// The Kafka sink.
+pub struct KafkaSink {
+    cfg: KafkaSinkConfig,
+    producer: BaseProducer<Reports>,
+    dead_letter: DeadLetter,
+    stats: KafkaStats,
+    /// How long a delivery may wait for its reports (`message.timeout.ms` + a margin).
+    wait: Duration,
+}
+
+impl std::fmt::Debug for KafkaSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSink")
+            .field("url", &self.cfg.kafka.url())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Errors a broker gives for good to one message: it goes to the dead-letter file.
+fn refused_for_good(e: &KafkaError) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            MessageSizeTooLarge
+                | InvalidMessageSize
+                | InvalidMessage
+                | InvalidRecord
+                | MessageBatchTooLarge
+        )
+    )
+}
+
+fn producer(cfg: &KafkaSinkConfig) -> Result<BaseProducer<Reports>, String> {
+    cfg.kafka
+        .client_config(PRODUCER_DEFAULTS)
+        .create_with_context(Reports {
+            outcomes: Mutex::new(Vec::new()),
+        })
+        .map_err(|e| e.to_string())
+}
+
+impl KafkaSink {
+    /// Creates the producer (it connects in the background).
+    pub fn open(cfg: KafkaSinkConfig) -> Result<KafkaSink, Error> {
+        let producer = producer(&cfg).map_err(|e| Error::Write {
+            path: cfg.kafka.url(),
+            source: std::io::Error::other(e),
+        })?;
+        let timeout_ms: u64 = cfg
+            .kafka
+            .client_config(PRODUCER_DEFAULTS)
+            .get("message.timeout.ms")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(300_000);
+        Ok(KafkaSink {
+            dead_letter: DeadLetter::new(cfg.dead_letter.clone()),
+            producer,
+            stats: KafkaStats::default(),
+            wait: Duration::from_millis(timeout_ms) + Duration::from_secs(30),
+            cfg,
+        })
+    }
+
+    /// What the sink did so far.
+    pub fn stats(&self) -> &KafkaStats {
+        &self.stats
+    }
+
+    fn err(&self, msg: String) -> Error {
+        Error::Write {
+            path: self.cfg.kafka.url(),
+            source: std::io::Error::other(msg),
+        }
+    }
+
+    fn keep(&mut self, key: &str, doc: &[u8], reason: Value) -> Result<(), Error> {
+        let document: Value = serde_json::from_slice(doc)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(doc).into_owned()));
+        let record = json!({ "topic": self.cfg.kafka.topic, "key": key, "reason": reason, "document": document });
+        self.dead_letter.write(&record)?;
+        self.stats.dead_lettered += 1;
+        Ok(())
+    }
+
+    /// Fails the delivery; with `dead_letter_undelivered`, the documents not
+    /// acknowledged are first kept in the dead-letter file with the reason. A producer
+    /// left in a fatal state (an idempotent producer whose broker lost its sequence) is
+    /// replaced for the next delivery.
+    fn give_up(
+        &mut self,
+        undelivered: &[(usize, String)],
+        lines: &[&[u8]],
+        keys: &[String],
+    ) -> Result<(), Error> {
+        if self.cfg.dead_letter_undelivered {
+            for (i, reason) in undelivered {
+                self.keep(&keys[*i], lines[*i], json!({ "undelivered": reason }))?;
+            }
+        }
+        if let Some(fatal) = self.producer.client().fatal_error() {
+            tracing::warn!(url = %self.cfg.kafka.url(), error = ?fatal, "the producer failed for good; a new one takes over");
+            if let Ok(p) = producer(&self.cfg) {
+                self.producer = p;
+            }
+        }
+        let first = undelivered.first().map_or("", |(_, r)| r.as_str());
+        Err(self.err(format!(
+            "{} of {} messages not acknowledged: {first}",
+            undelivered.len(),
+            lines.len()
+        )))
+    }
+}
+
+impl Sink for KafkaSink {
+    fn name(&self) -> String {
+        self.cfg.kafka.url()
+    }
+
+    fn mark(&mut self) -> Result<String, Error> {
+        Ok(String::new())
+    }
+
+    fn deliver(&mut self, ndjson: &[u8], ids: Option<&[String]>) -> Result<(), Error> {
+        let lines: Vec<&[u8]> = ndjson
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
+        let keys: Vec<String> = lines
+            .iter()
+            .enumerate()
+            .map(|(i, line)| {
+                ids.and_then(|ids| ids.get(i).cloned())
+                    .unwrap_or_else(|| document_key(line))
+            })
+            .collect();
+        self.producer
+            .context()
+            .outcomes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+        let deadline = Instant::now() + self.wait;
+        let mut undelivered: Vec<(usize, String)> = Vec::new();
+        let mut sent = 0;
+        for (i, line) in lines.iter().enumerate() {
+            let mut record = BaseRecord::with_opaque_to(&self.cfg.kafka.topic, Box::new(i))
+                .key(keys[i].as_str())
+                .payload(*line);
+            loop {
+                match self.producer.send(record) {
+                    Ok(()) => {
+                        sent += 1;
+                        break;
+                    }
+                    Err((e, back))
+                        if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull)
+                            && Instant::now() < deadline =>
+                    {
+                        // The local queue is full: let deliveries drain, then again.
+                        self.producer.poll(Duration::from_millis(100));
+                        record = back;
+                    }
+                    Err((e, _)) if refused_for_good(&e) => {
+                        self.keep(&keys[i], line, json!(e.to_string()))?;
+                        break;
+                    }
+                    Err((e, _)) => {
+                        undelivered.push((i, e.to_string()));
+                        break;
+                    }
+                }
+            }
+        }
+        // Every message sent gets one report, within message.timeout.ms.
+        let outcomes = |p: &BaseProducer<Reports>| {
+            p.context()
+                .outcomes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .len()
+        };
+        while outcomes(&self.producer) < sent && Instant::now() < deadline {
+            self.producer.poll(Duration::from_millis(50));
+        }
+        let reported = std::mem::take(
+            &mut *self
+                .producer
+                .context()
+                .outcomes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let mut has_report = vec![false; lines.len()];
+        for (i, outcome) in reported {
+            has_report[i] = true;
+            match outcome {
+                Ok(()) => self.stats.delivered += 1,
+                Err(e) if refused_for_good(&e) => {
+                    self.keep(&keys[i], lines[i], json!(e.to_string()))?
+                }
+                Err(e) => undelivered.push((i, e.to_string())),
+            }
+        }
+        if sent > has_report.iter().filter(|r| **r).count() {
+            let why = format!("no delivery report within {} s", self.wait.as_secs());
+            let sent_unreported = (0..lines.len())
+                .filter(|i| !has_report[*i] && !undelivered.iter().any(|(u, _)| u == i));
+            let missing: Vec<(usize, String)> = sent_unreported.map(|i| (i, why.clone())).collect();
+            undelivered.extend(missing);
+        }
+        if undelivered.is_empty() {
+            Ok(())
+        } else {
+            undelivered.sort();
+            self.give_up(&undelivered, &lines, &keys)
+        }
+    }
+
+    fn repair(&mut self, _mark: &str) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn dead_lettered(&self) -> u64 {
+        self.stats.dead_lettered
+    }
+
+    /// Asks a broker for the topic's metadata: reachable, authenticated, and the topic
+    /// known.
+    fn check(&mut self) -> Result<(), Error> {
+        let topic = self.cfg.kafka.topic.clone();
+        let metadata = self
+            .producer
+            .client()
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .map_err(|e| self.err(e.to_string()))?;
+        match metadata.topics().iter().find(|t| t.name() == topic) {
+            Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(()),
+            Some(t) => Err(self.err(format!(
+                "topic {topic}: {:?}",
+                t.error().map(RDKafkaErrorCode::from)
+            ))),
+            None => Err(self.err(format!("no topic {topic}"))),
+        }
+    }
+}

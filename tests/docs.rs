@@ -153,6 +153,9 @@ fn every_command_of_the_readme_and_the_guide_runs() {
             );
             assert_eq!(numbers.last(), Some(&"200"), "{stdout}\n{stderr}");
         }
+        if block.text.contains("group=demo") {
+            assert_eq!(numbers.last(), Some(&"6"), "{stdout}\n{stderr}");
+        }
         if block.text.contains("_count") {
             assert_eq!(numbers.last(), Some(&"6"), "{stdout}");
         }

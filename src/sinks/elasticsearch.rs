@@ -505,9 +505,9 @@ mod tests {
     #[test]
     fn ids_come_from_the_row() {
         assert_eq!(
-            super::document_key(br#"{"message":"{\"record_identifier\":\"r1\"}"}"#),
+            crate::sinks::document_key(br#"{"message":"{\"record_identifier\":\"r1\"}"}"#),
             "id:r1"
         );
-        assert!(super::document_key(br#"{"message":"{\"a\":1}"}"#).starts_with("sha256:"));
+        assert!(crate::sinks::document_key(br#"{"message":"{\"a\":1}"}"#).starts_with("sha256:"));
     }
 }

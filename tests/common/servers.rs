@@ -2,7 +2,7 @@
 //! virtualenv in Cargo's scratch directory on first use: osmem-server (an
 //! OpenSearch-API server) and tansu (a Kafka-protocol broker); with a tiny HTTP client.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

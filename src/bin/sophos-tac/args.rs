@@ -22,7 +22,7 @@ pub struct Args {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Normalize NDJSON rows (or envelopes) into ECS documents, one per line.
-    Normalize(NormalizeArgs),
+    Normalize(Box<NormalizeArgs>),
     /// Print the field catalogue, or the index template, of a profile.
     Fields(FieldsArgs),
     /// Pull rows from Sophos Central, normalize and deliver them (a service, or --once).
@@ -85,6 +85,10 @@ pub struct NormalizeArgs {
     /// the password comes from SOPHOS_TAC_KAFKA_PASSWORD.
     #[arg(long, value_name = "KEY=VALUE", value_parser = sophos_tac::kafka::property)]
     pub kafka_property: Vec<(String, String)>,
+    /// With a Kafka input: the most messages in one delivery to the output and one
+    /// commit.
+    #[arg(long, value_name = "N", default_value_t = 2000, requires = "input")]
+    pub kafka_batch: usize,
     /// With an Elasticsearch/OpenSearch or Kafka output: where refused documents go.
     #[arg(
         long,
@@ -236,6 +240,8 @@ pub struct NormalizeConfig {
     pub inputs: Vec<Input>,
     /// A Kafka topic to read in a consumer group, instead of `inputs`.
     pub kafka_input: Option<sophos_tac::kafka::KafkaConfig>,
+    /// With `kafka_input`: how it batches.
+    pub kafka_batch: sophos_tac::kafka::source::SourceOptions,
     /// Where documents go.
     pub output: Target,
     /// Where rejects go; `None` reports them on stderr.
@@ -267,7 +273,7 @@ pub struct FieldsConfig {
 #[derive(Debug)]
 pub enum Config {
     /// `normalize`.
-    Normalize(NormalizeConfig),
+    Normalize(Box<NormalizeConfig>),
     /// `fields`.
     Fields(FieldsConfig),
     /// `collect`.
@@ -299,6 +305,7 @@ impl Args {
     pub fn into_config(self) -> anyhow::Result<Config> {
         Ok(match self.command {
             Command::Normalize(a) => {
+                let a = *a;
                 let mut options = Options::default();
                 if let Some(n) = a.threads {
                     if n == 0 {
@@ -387,10 +394,14 @@ impl Args {
                     }
                     None => None,
                 };
-                Config::Normalize(NormalizeConfig {
+                Config::Normalize(Box::new(NormalizeConfig {
                     normalizer: Normalizer::new(profile).with_max_line_bytes(a.max_line_bytes),
                     inputs,
                     kafka_input,
+                    kafka_batch: sophos_tac::kafka::source::SourceOptions {
+                        batch_messages: a.kafka_batch.max(1),
+                        ..Default::default()
+                    },
                     output,
                     rejects: a.rejects,
                     options,
@@ -398,7 +409,7 @@ impl Args {
                     verbose: a.verbose,
                     log_format: a.log_format,
                     progress: a.progress,
-                })
+                }))
             }
             Command::Collect(a) => Config::Collect(a),
             Command::Fields(a) => Config::Fields(FieldsConfig {

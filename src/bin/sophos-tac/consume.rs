@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicBool;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sophos_tac::Error;
 use sophos_tac::kafka::KafkaConfig;
-use sophos_tac::kafka::source::{self, SourceObserver, SourceOptions, SourceSummary};
+use sophos_tac::kafka::source::{self, SourceObserver, SourceSummary};
 use sophos_tac::pipeline::RejectsWriter;
 use sophos_tac::sinks::{EsSink, FileSink, KafkaSink, Rotation, Sink, StdoutSink, SyslogSink};
 
@@ -111,7 +111,7 @@ pub fn run(
     let mut report = Report { rejects, bar };
     let summary = source::run(
         kafka,
-        &SourceOptions::default(),
+        &c.kafka_batch,
         &c.normalizer,
         output.as_mut(),
         &mut report,

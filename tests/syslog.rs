@@ -3,12 +3,15 @@
 //! every row arrives and parses back to the same JSON, over TCP (also across a restart
 //! of rsyslog between batches, and while it is down), TLS and UDP.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::servers::free_port;
 use serde_json::Value;
 use sophos_tac::sinks::{Sink, SyslogConfig, SyslogSink};
 
@@ -24,14 +27,6 @@ fn available() -> bool {
     );
     eprintln!("skipped: {RSYSLOGD} is not installed (apt-get install rsyslog rsyslog-gnutls)");
     false
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// An rsyslogd in the foreground with its own configuration, stopped on drop.
@@ -244,67 +239,7 @@ fn tls_delivers_with_a_private_ca() {
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let openssl = |args: &[&str]| {
-        assert!(
-            Command::new("openssl")
-                .args(args)
-                .current_dir(d)
-                .stderr(Stdio::null())
-                .status()
-                .unwrap()
-                .success(),
-            "openssl {args:?}"
-        )
-    };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=test-ca",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-    ]);
-    std::fs::write(
-        d.join("ext.cnf"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    )
-    .unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        "ext.cnf",
-        "-out",
-        "server.pem",
-    ]);
+    common::servers::private_ca(d);
     let port = free_port();
     let rsyslog = Rsyslog::start(
         d,

@@ -211,6 +211,11 @@ mod tests {
         let cfg = c.client_config(&[("acks", "all")]);
         assert_eq!(cfg.get("acks"), Some("all"));
         assert_eq!(cfg.get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(cfg.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        assert_eq!(
+            (cfg.get("sasl.username"), cfg.get("sasl.password")),
+            (Some("u"), Some("pw"))
+        );
         for bad in [
             "kafka://a:9092",
             "kafka:///t",

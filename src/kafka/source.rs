@@ -214,8 +214,15 @@ pub fn run(
     summary.lag = lag(&consumer, &kafka.topic, options.request_timeout);
     tracing::info!(url = %kafka.url(), lag = summary.lag, "leaving the consumer group");
     // Dropping the consumer closes it: it leaves the group, and its partitions go to the
-    // other members at once.
-    drop(consumer);
+    // other members at once. With the brokers gone that could wait long: bounded.
+    let (closed, wait) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(consumer);
+        let _ = closed.send(());
+    });
+    if wait.recv_timeout(options.request_timeout).is_err() {
+        tracing::warn!(url = %kafka.url(), "leaving the group took over {} s: not waiting longer (the group will drop this member after session.timeout.ms)", options.request_timeout.as_secs());
+    }
     Ok(summary)
 }
 

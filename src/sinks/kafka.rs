@@ -57,13 +57,24 @@ pub struct KafkaStats {
     pub dead_lettered: u64,
 }
 
-/// Delivery reports, as librdkafka hands them over.
+/// Delivery reports, as librdkafka hands them over, and the client's last error.
 struct Reports {
     /// `(message index, outcome)`.
     outcomes: Mutex<Vec<(usize, Result<(), KafkaError>)>>,
+    /// The last error the client reported (a TLS handshake, an authentication, a
+    /// connection), which a failed delivery's message gives as its likely cause.
+    last_error: Mutex<Option<String>>,
 }
 
-impl ClientContext for Reports {}
+impl ClientContext for Reports {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::error!(target: "librdkafka", "{error}: {reason}");
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason.to_string());
+    }
+}
 
 impl ProducerContext for Reports {
     type DeliveryOpaque = Box<usize>;
@@ -119,6 +130,7 @@ fn producer(cfg: &KafkaSinkConfig) -> Result<BaseProducer<Reports>, String> {
         .client_config(PRODUCER_DEFAULTS)
         .create_with_context(Reports {
             outcomes: Mutex::new(Vec::new()),
+            last_error: Mutex::new(None),
         })
         .map_err(|e| e.to_string())
 }
@@ -181,15 +193,24 @@ impl KafkaSink {
                 self.keep(&keys[*i], lines[*i], json!({ "undelivered": reason }))?;
             }
         }
+        let first = undelivered.first().map_or("", |(_, r)| r.as_str());
+        let cause = self
+            .producer
+            .context()
+            .last_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+            .map(|e| format!("; the client's last error: {e}"))
+            .unwrap_or_default();
         if let Some(fatal) = self.producer.client().fatal_error() {
             tracing::warn!(url = %self.cfg.kafka.url(), error = ?fatal, "the producer failed for good; a new one takes over");
             if let Ok(p) = producer(&self.cfg) {
                 self.producer = p;
             }
         }
-        let first = undelivered.first().map_or("", |(_, r)| r.as_str());
         Err(self.err(format!(
-            "{} of {} messages not acknowledged: {first}",
+            "{} of {} messages not acknowledged: {first}{cause}",
             undelivered.len(),
             lines.len()
         )))
@@ -218,12 +239,16 @@ impl Sink for KafkaSink {
                     .unwrap_or_else(|| document_key(line))
             })
             .collect();
-        self.producer
-            .context()
+        let context = self.producer.context();
+        context
             .outcomes
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clear();
+        *context
+            .last_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         let deadline = Instant::now() + self.wait;
         let mut undelivered: Vec<(usize, String)> = Vec::new();
         let mut sent = 0;

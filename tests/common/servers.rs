@@ -12,6 +12,17 @@ use serde_json::Value;
 
 use crate::common::collect::bounded;
 
+/// A child process, killed (SIGKILL) and reaped when dropped: a failing test leaves
+/// nothing running.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A free port on 127.0.0.1.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -245,4 +256,70 @@ pub fn count(url: &str, index: &str) -> u64 {
     serde_json::from_str::<Value>(&body).unwrap()["count"]
         .as_u64()
         .unwrap()
+}
+
+/// A private CA and a server certificate for `localhost` and 127.0.0.1, made by the
+/// `openssl` command in `dir`: `ca.pem`, `server.pem`, `server.key`.
+pub fn private_ca(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        assert!(
+            Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .stderr(Stdio::null())
+                .status()
+                .unwrap()
+                .success(),
+            "openssl {args:?}"
+        )
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "server.pem",
+    ]);
 }

@@ -7,7 +7,8 @@
 //! a long `Retry-After` or rate-limit wait) is renewed and the request retried, while a
 //! token renewed for this very request and refused within [`FRESH_TOKEN`] fails at
 //! once (the credential is refused); any other 4xx fails at once. After `max_retries`
-//! the request fails.
+//! retries, or `max_retries` token renewals (counted apart, so that tokens expiring
+//! during the backoff of other retries do not spend the retries), the request fails.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -344,6 +345,9 @@ impl Client {
         body: Option<&Value>,
     ) -> Result<Vec<u8>, CollectError> {
         let mut attempt = 0;
+        // Token renewals after a 401 have a budget of their own: with tokens that expire
+        // during the backoff of other retries, each retry would otherwise spend two.
+        let mut renewals = 0;
         // After a 401: fetch a new token for the next try.
         let mut renew = false;
         loop {
@@ -374,11 +378,12 @@ impl Client {
                         self.metrics.token_result(Err(message.clone()));
                         return Err(CollectError::Auth(message));
                     }
-                    if attempt >= self.max_retries {
+                    if renewals >= self.max_retries {
                         return Err(CollectError::Auth(format!(
-                            "{url}: HTTP 401 after {attempt} token renewals and retries"
+                            "{url}: HTTP 401 after {renewals} token renewals"
                         )));
                     }
+                    renewals += 1;
                     tracing::info!(
                         url,
                         token_age_ms = age.as_millis() as u64,
@@ -386,6 +391,7 @@ impl Client {
                     );
                     self.retrying(Some(401));
                     renew = true;
+                    continue;
                 }
                 Ok(r) if retryable(r.status) && attempt < self.max_retries => {
                     let wait = r.retry_after.unwrap_or_else(|| self.backoff(attempt));

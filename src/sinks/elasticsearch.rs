@@ -432,17 +432,10 @@ impl Sink for EsSink {
     }
 
     fn deliver(&mut self, ndjson: &[u8], ids: Option<&[String]>) -> Result<(), Error> {
-        let lines: Vec<&[u8]> = ndjson
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .collect();
-        let docs = lines
-            .iter()
-            .enumerate()
-            .map(|(i, line)| Doc {
-                id: ids
-                    .and_then(|ids| ids.get(i).cloned())
-                    .unwrap_or_else(|| super::document_key(line)),
+        let docs = super::keyed_documents(ndjson, ids)
+            .into_iter()
+            .map(|(id, line)| Doc {
+                id,
                 json: line.to_vec(),
             })
             .collect();

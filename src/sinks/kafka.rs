@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 
 use crate::error::Error;
 use crate::kafka::KafkaConfig;
-use crate::sinks::{DeadLetter, Sink, document_key};
+use crate::sinks::{DeadLetter, Sink};
 
 /// The producer's defaults, before the configured properties.
 pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
@@ -227,18 +227,8 @@ impl Sink for KafkaSink {
     }
 
     fn deliver(&mut self, ndjson: &[u8], ids: Option<&[String]>) -> Result<(), Error> {
-        let lines: Vec<&[u8]> = ndjson
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .collect();
-        let keys: Vec<String> = lines
-            .iter()
-            .enumerate()
-            .map(|(i, line)| {
-                ids.and_then(|ids| ids.get(i).cloned())
-                    .unwrap_or_else(|| document_key(line))
-            })
-            .collect();
+        let (keys, lines): (Vec<String>, Vec<&[u8]>) =
+            super::keyed_documents(ndjson, ids).into_iter().unzip();
         let context = self.producer.context();
         context
             .outcomes

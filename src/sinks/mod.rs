@@ -81,6 +81,22 @@ pub fn document_key(doc: &[u8]) -> String {
     crate::collect::row_key(text)
 }
 
+/// A batch's documents (its non-empty lines), each with its key: the one `ids` gives for
+/// it, or else its row's key ([`document_key`]).
+pub fn keyed_documents<'a>(ndjson: &'a [u8], ids: Option<&[String]>) -> Vec<(String, &'a [u8])> {
+    ndjson
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .enumerate()
+        .map(|(i, line)| {
+            let key = ids
+                .and_then(|ids| ids.get(i).cloned())
+                .unwrap_or_else(|| document_key(line));
+            (key, line)
+        })
+        .collect()
+}
+
 /// A URL as it may be shown in a log line or an error: any user-info (`user:password@`)
 /// replaced by `***@`.
 pub fn redact_url(url: &str) -> String {

@@ -161,6 +161,11 @@ impl Normalizer {
         self
     }
 
+    /// The longest line accepted, in bytes.
+    pub fn max_line_bytes(&self) -> usize {
+        self.max_line_bytes
+    }
+
     /// The profile this normalizer runs.
     pub fn profile(&self) -> &Profile {
         &self.profile

@@ -110,11 +110,32 @@ pub struct Reject<'a> {
 impl Reject<'_> {
     /// The reject as one NDJSON record: `file`, `line`, `offset`, `reason`, and
     /// `text` (the original line) or, when the line is not UTF-8, `text_base64`.
+    ///
+    /// A line over the length limit keeps only its first [`REJECT_PREFIX_BYTES`] (cut at
+    /// a character boundary), with `"text_truncated": true`; its true length is in the
+    /// reason.
     pub fn to_json(&self) -> serde_json::Value {
         let mut v = json!({ "file": self.file, "line": self.line, "offset": self.offset, "reason": self.reason.to_string() });
-        add_text(&mut v, self.bytes);
+        add_text_of(&mut v, self.bytes, self.reason);
         v
     }
+}
+
+/// Adds a rejected line to its record as [`add_text`] does, but only its prefix when the
+/// reason is its length, so that a huge line cannot make a huge record.
+pub fn add_text_of(record: &mut serde_json::Value, bytes: &[u8], reason: &RejectReason) {
+    if !matches!(reason, RejectReason::TooLong { .. }) || bytes.len() <= REJECT_PREFIX_BYTES {
+        return add_text(record, bytes);
+    }
+    let mut prefix = &bytes[..REJECT_PREFIX_BYTES];
+    // Cut a character split by the prefix's end, so that a UTF-8 line stays text.
+    if let Err(e) = std::str::from_utf8(prefix)
+        && e.error_len().is_none()
+    {
+        prefix = &prefix[..e.valid_up_to()];
+    }
+    add_text(record, prefix);
+    record["text_truncated"] = json!(true);
 }
 
 /// Adds a rejected line to its record, losslessly: `text`, or `text_base64` when the line
@@ -258,7 +279,12 @@ fn run_sequential(
         free: None,
         failed: None,
     };
-    read_all(inputs, options.block_bytes, &mut inline);
+    read_all(
+        inputs,
+        options.block_bytes,
+        normalizer.max_line_bytes(),
+        &mut inline,
+    );
     inline.failed.map_or(Ok(()), Err)
 }
 
@@ -332,12 +358,12 @@ impl Blocks for ToWorkers {
 }
 
 /// The source: reads every input into blocks of whole lines.
-fn read_all(inputs: &[Input], block_bytes: usize, to: &mut impl Blocks) {
+fn read_all(inputs: &[Input], block_bytes: usize, max_line: usize, to: &mut impl Blocks) {
     // Buffers taken but not filled (an input ended) go to the next input.
     let mut spare: Option<Buffers> = None;
     for (file, input) in inputs.iter().enumerate() {
         let mut source = match input.open() {
-            Ok(r) => BlockSource::new(r, block_bytes),
+            Ok(r) => BlockSource::new(r, block_bytes, max_line),
             Err(e) => {
                 if !to.input_error(e) {
                     return;
@@ -350,7 +376,7 @@ fn read_all(inputs: &[Input], block_bytes: usize, to: &mut impl Blocks) {
             let Some(mut buffers) = spare.take().or_else(|| to.buffers()) else {
                 return;
             };
-            match source.next_block(&mut buffers.input) {
+            match source.next_block(&mut buffers.input, &mut buffers.long) {
                 Ok(true) => {
                     if !to.block(file, first, buffers) {
                         return;
@@ -410,6 +436,7 @@ fn run_parallel(
                 read_all(
                     inputs,
                     options.block_bytes,
+                    normalizer.max_line_bytes(),
                     &mut ToWorkers {
                         pool: pool_rx,
                         work: work_tx,
@@ -477,56 +504,149 @@ fn write_in_order(
 #[derive(Debug, Default)]
 struct Buffers {
     input: Vec<u8>,
+    /// The lines of `input` cut down to their prefix, in order.
+    long: Vec<LongLine>,
     output: Vec<u8>,
 }
 
-/// Cuts a reader into blocks of whole lines.
+/// How much of a line over the length limit is kept, for its reject record.
+pub const REJECT_PREFIX_BYTES: usize = 1024;
+
+/// A line over the length limit, cut down to its prefix in the block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LongLine {
+    /// Where its (kept) prefix starts in the block.
+    start: usize,
+    /// Its true length, without its line ending.
+    len: u64,
+    /// Its bytes left out of the block.
+    skipped: u64,
+}
+
+/// Cuts a reader into blocks of whole lines. A line over `max_line` bytes is never
+/// buffered whole: once it passes the limit, only its first [`REJECT_PREFIX_BYTES`]
+/// are kept and the rest is read past and counted, so that memory stays bounded by the
+/// limit and the block size, whatever the input holds (a 200 MB line, a gzip bomb).
 struct BlockSource {
     reader: Box<dyn Read + Send>,
     block_bytes: usize,
+    max_line: usize,
     carry: Vec<u8>,
     eof: bool,
 }
 
 impl BlockSource {
-    fn new(reader: Box<dyn Read + Send>, block_bytes: usize) -> Self {
+    fn new(reader: Box<dyn Read + Send>, block_bytes: usize, max_line: usize) -> Self {
         BlockSource {
             reader,
             block_bytes: block_bytes.max(1),
+            max_line,
             carry: Vec::new(),
             eof: false,
         }
     }
 
+    /// Reads more input onto `buf`; false at the end of the input.
+    fn fill(&mut self, buf: &mut Vec<u8>) -> io::Result<bool> {
+        loop {
+            let want = (self.block_bytes.saturating_sub(buf.len())).max(64 * 1024) as u64;
+            match (&mut self.reader).take(want).read_to_end(buf) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(false);
+                }
+                Ok(_) => return Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Cuts the line that starts at `start` in `buf` (and has no newline there yet)
+    /// down to its prefix, reads past the rest of it, and records it. What follows its
+    /// newline is left on `buf`, after the prefix and a newline.
+    fn cut_long_line(
+        &mut self,
+        buf: &mut Vec<u8>,
+        start: usize,
+        long: &mut Vec<LongLine>,
+    ) -> io::Result<()> {
+        let keep = REJECT_PREFIX_BYTES.min(self.max_line);
+        let mut len = (buf.len() - start) as u64;
+        let mut last = buf.last().copied();
+        buf.truncate(start + keep);
+        let mut chunk = Vec::with_capacity(64 * 1024);
+        let rest = loop {
+            chunk.clear();
+            if !self.fill(&mut chunk)? {
+                break None;
+            }
+            if let Some(pos) = memchr::memchr(b'\n', &chunk) {
+                if pos > 0 {
+                    last = Some(chunk[pos - 1]);
+                }
+                len += pos as u64;
+                break Some(pos);
+            }
+            len += chunk.len() as u64;
+            last = chunk.last().copied();
+        };
+        // The line's length is counted without its line ending, as `line_text` does.
+        if rest.is_some() && last == Some(b'\r') {
+            len -= 1;
+        }
+        long.push(LongLine {
+            start,
+            len,
+            skipped: len - keep as u64,
+        });
+        if let Some(pos) = rest {
+            buf.push(b'\n');
+            buf.extend_from_slice(&chunk[pos + 1..]);
+        }
+        Ok(())
+    }
+
     /// Fills `buf` with the next whole lines (the last line of the input may lack
-    /// its `\n`). Returns false when the input is exhausted.
-    fn next_block(&mut self, buf: &mut Vec<u8>) -> io::Result<bool> {
+    /// its `\n`), recording in `long` the lines cut down to their prefix. Returns false
+    /// when the input is exhausted.
+    fn next_block(&mut self, buf: &mut Vec<u8>, long: &mut Vec<LongLine>) -> io::Result<bool> {
         buf.clear();
+        long.clear();
         buf.append(&mut self.carry);
+        // The start of the line being read, and how far newlines were looked for.
+        let mut line_start = 0;
         let mut scanned = 0;
         loop {
+            // The lines that ended in what was read stay whole (a line over the limit
+            // that came in one read is at most a read long: the normalizer rejects it).
+            if let Some(pos) = memchr::memrchr(b'\n', &buf[scanned..]) {
+                line_start = scanned + pos + 1;
+            }
+            scanned = buf.len();
+            // A line still open past the limit (with room for its line ending).
+            if buf.len() - line_start > self.max_line.saturating_add(1) {
+                self.cut_long_line(buf, line_start, long)?;
+                if self.eof && !buf[line_start..].contains(&b'\n') {
+                    // The input ended inside it: the prefix is the last line.
+                    return Ok(true);
+                }
+                line_start += REJECT_PREFIX_BYTES.min(self.max_line) + 1;
+                scanned = line_start;
+                continue;
+            }
             if buf.len() >= self.block_bytes || self.eof {
-                if let Some(pos) = memchr::memrchr(b'\n', &buf[scanned..]) {
-                    let end = scanned + pos + 1;
-                    self.carry.extend_from_slice(&buf[end..]);
-                    buf.truncate(end);
+                if line_start > 0 {
+                    self.carry.extend_from_slice(&buf[line_start..]);
+                    buf.truncate(line_start);
                     return Ok(true);
                 }
                 if self.eof {
                     return Ok(!buf.is_empty());
                 }
-                // A line longer than a block: keep reading until it ends.
-                scanned = buf.len();
+                // A line longer than a block (within the limit): keep reading.
             }
-            let want = (self.block_bytes.saturating_sub(buf.len())).max(64 * 1024) as u64;
-            let n = match (&mut self.reader).take(want).read_to_end(buf) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            if n == 0 {
-                self.eof = true;
-            }
+            self.fill(buf)?;
         }
     }
 }
@@ -537,6 +657,8 @@ struct LocalReject {
     line: u64,
     start: usize,
     end: usize,
+    /// Input bytes left out of the block before the line (see [`LongLine`]).
+    skipped_before: u64,
     reason: RejectReason,
 }
 
@@ -547,6 +669,8 @@ struct Batch {
     lines: u64,
     normalized: u64,
     blank: u64,
+    /// Input bytes left out of the block (see [`LongLine`]).
+    skipped: u64,
     rejects: Vec<LocalReject>,
     warnings: Warnings,
     buffers: Buffers,
@@ -566,6 +690,7 @@ fn transform(
         lines: 0,
         normalized: 0,
         blank: 0,
+        skipped: 0,
         rejects: Vec::new(),
         warnings: normalizer.new_warnings(),
         buffers: Buffers::default(),
@@ -573,13 +698,25 @@ fn transform(
     buffers.output.clear();
     let data = &buffers.input;
     let mut start = 0;
+    let mut next_long = 0;
     while start < data.len() {
         let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |p| start + p + 1);
         let mut line = &data[start..end];
         if first_in_file && start == 0 {
             line = line.strip_prefix(BOM).unwrap_or(line);
         }
-        match normalizer.normalize_line(line, &mut buffers.output, &mut batch.warnings) {
+        let outcome = match buffers.long.get(next_long) {
+            Some(long) if long.start == start => {
+                next_long += 1;
+                batch.skipped += long.skipped;
+                LineOutcome::Rejected(RejectReason::TooLong {
+                    len: usize::try_from(long.len).unwrap_or(usize::MAX),
+                    limit: normalizer.max_line_bytes(),
+                })
+            }
+            _ => normalizer.normalize_line(line, &mut buffers.output, &mut batch.warnings),
+        };
+        match outcome {
             LineOutcome::Normalized => batch.normalized += 1,
             LineOutcome::Blank => batch.blank += 1,
             LineOutcome::Rejected(reason) => {
@@ -590,10 +727,17 @@ fn transform(
                 } else {
                     end
                 };
+                let skipped_before = batch.skipped
+                    - buffers
+                        .long
+                        .get(next_long.wrapping_sub(1))
+                        .filter(|l| l.start == start)
+                        .map_or(0, |l| l.skipped);
                 batch.rejects.push(LocalReject {
                     line: batch.lines,
                     start,
                     end: content_end.max(start),
+                    skipped_before,
                     reason,
                 });
             }
@@ -635,7 +779,7 @@ impl Sink<'_> {
             self.observer.reject(&Reject {
                 file: &self.names[batch.file],
                 line: self.base_line + r.line + 1,
-                offset: self.base_offset + r.start as u64,
+                offset: self.base_offset + r.start as u64 + r.skipped_before,
                 reason: &r.reason,
                 bytes: &data[r.start..r.end],
             })?;
@@ -645,16 +789,145 @@ impl Sink<'_> {
         s.normalized += batch.normalized;
         s.blank += batch.blank;
         s.rejected += batch.rejects.len() as u64;
-        s.bytes += data.len() as u64;
+        let read = data.len() as u64 + batch.skipped;
+        s.bytes += read;
         s.warnings.merge(&batch.warnings);
         self.base_line += batch.lines;
-        self.base_offset += data.len() as u64;
-        self.observer.progress(data.len() as u64);
+        self.base_offset += read;
+        self.observer.progress(read);
         Ok(())
     }
 
     fn input_error(&mut self, e: &Error) {
         self.summary.input_errors += 1;
         self.observer.input_error(e);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every block of `input` read with blocks of `block` bytes and lines of at most
+    /// `max` bytes: the blocks' bytes joined, and the long lines seen.
+    fn blocks(input: &[u8], block: usize, max: usize) -> (Vec<u8>, Vec<LongLine>, usize) {
+        let mut source = BlockSource::new(Box::new(io::Cursor::new(input.to_vec())), block, max);
+        let (mut all, mut longs, mut n) = (Vec::new(), Vec::new(), 0);
+        let (mut buf, mut long) = (Vec::new(), Vec::new());
+        while source.next_block(&mut buf, &mut long).unwrap() {
+            assert!(
+                buf.len() <= block + max + 2 * 64 * 1024,
+                "a block stays bounded"
+            );
+            let base = all.len();
+            all.extend_from_slice(&buf);
+            longs.extend(long.iter().map(|l| LongLine {
+                start: base + l.start,
+                ..*l
+            }));
+            n += 1;
+        }
+        (all, longs, n)
+    }
+
+    #[test]
+    fn a_line_over_the_limit_is_cut_to_its_prefix_and_its_length_kept() {
+        let long = vec![b'x'; 3_000_000];
+        let mut input = b"{\"a\":1}\n".to_vec();
+        input.extend_from_slice(&long);
+        input.extend_from_slice(b"\r\n{\"b\":2}\n");
+        let (all, longs, _) = blocks(&input, 4096, 1000);
+        let mut want = b"{\"a\":1}\n".to_vec();
+        want.extend_from_slice(&long[..1000]);
+        want.extend_from_slice(b"\n{\"b\":2}\n");
+        assert_eq!(all, want);
+        assert_eq!(
+            longs,
+            vec![LongLine {
+                start: 8,
+                len: 3_000_000,
+                skipped: 2_999_000
+            }]
+        );
+    }
+
+    #[test]
+    fn a_long_last_line_without_newline_and_lines_within_the_limit() {
+        let mut input = vec![b'y'; 10_000];
+        input.splice(0..0, b"short\n".iter().copied());
+        let (all, longs, _) = blocks(&input, 1024, 5000);
+        assert_eq!(all.len(), 6 + REJECT_PREFIX_BYTES);
+        assert_eq!(longs[0].len, 10_000);
+        // lines longer than a block but within the limit stay whole
+        let input = [vec![b'z'; 3000], b"\n".to_vec(), vec![b'w'; 3000]].concat();
+        let (all, longs, n) = blocks(&input, 1024, 5000);
+        assert_eq!((all, longs.len(), n), (input, 0, 2));
+    }
+
+    #[test]
+    fn counts_and_offsets_take_the_skipped_bytes_into_account() {
+        let normalizer =
+            Normalizer::new(crate::mapping::Profile::documented()).with_max_line_bytes(100);
+        let mut input = b"{\"meta_hostname\":\"a\"}\n".to_vec();
+        input.extend(std::iter::repeat_n(b'q', 500_000));
+        input.extend_from_slice(b"\nnot json\n{\"meta_hostname\":\"b\"}\n");
+        let path = std::env::temp_dir().join(format!("sophos-tac-long-{}", std::process::id()));
+        std::fs::write(&path, &input).unwrap();
+        struct Keep(Vec<serde_json::Value>);
+        impl Observer for Keep {
+            fn reject(&mut self, r: &Reject<'_>) -> Result<(), Error> {
+                self.0.push(r.to_json());
+                Ok(())
+            }
+            fn input_error(&mut self, e: &Error) {
+                panic!("{e}")
+            }
+        }
+        for threads in [1, 2] {
+            let mut out = Vec::new();
+            let mut keep = Keep(Vec::new());
+            let options = Options {
+                threads,
+                block_bytes: 4096,
+            };
+            let s = run(
+                &normalizer,
+                &[Input::Path(path.clone())],
+                &mut out,
+                "out",
+                &mut keep,
+                &options,
+            )
+            .unwrap();
+            assert_eq!((s.lines, s.normalized, s.rejected), (4, 2, 2));
+            assert_eq!(s.bytes, input.len() as u64);
+            let r = &keep.0;
+            assert_eq!(r[0]["line"], 2);
+            assert_eq!(r[0]["offset"], 22);
+            assert_eq!(
+                r[0]["reason"],
+                "line is 500000 bytes, over the limit of 100 bytes"
+            );
+            assert_eq!(r[0]["text"].as_str().unwrap().len(), 100);
+            assert_eq!(r[1]["line"], 3);
+            assert_eq!(r[1]["offset"], 22 + 500_001);
+        }
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_reject_record_of_a_long_line_keeps_a_prefix_at_a_character_boundary() {
+        let line = "é".repeat(2000);
+        let reason = RejectReason::TooLong {
+            len: line.len(),
+            limit: 10,
+        };
+        let mut v = json!({});
+        add_text_of(&mut v, line.as_bytes(), &reason);
+        assert_eq!(v["text"].as_str().unwrap(), "é".repeat(512));
+        assert_eq!(v["text_truncated"], true);
+        let mut v = json!({});
+        add_text_of(&mut v, b"short", &RejectReason::InvalidJson("x".into()));
+        assert_eq!(v, json!({ "text": "short" }));
     }
 }

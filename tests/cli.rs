@@ -473,3 +473,111 @@ fn passwords_never_reach_stderr_and_errors_are_one_line() {
         "{err}"
     );
 }
+
+/// Runs `normalize` on `input` (fed through stdin by a thread, in chunks, so that the
+/// test holds no copy of it) and returns its output and its peak RSS in bytes, read from
+/// `/proc` while it runs (`VmHWM` only grows).
+fn run_streamed(
+    args: &[&str],
+    mut feed: impl FnMut(&mut dyn Write) -> std::io::Result<()> + Send + 'static,
+) -> (Output, u64) {
+    let mut child = bin()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let _ = feed(&mut pipe);
+    });
+    let status = format!("/proc/{}/status", child.id());
+    let watcher = std::thread::spawn(move || {
+        let mut peak = 0u64;
+        // Bounded: the child ends (and its /proc entry goes) within the test's time.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while std::time::Instant::now() < deadline {
+            let Ok(s) = std::fs::read_to_string(&status) else {
+                break;
+            };
+            if let Some(kb) = s
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak = peak.max(kb * 1024);
+            }
+            if s.contains("State:\tZ") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        peak
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    (out, watcher.join().unwrap())
+}
+
+#[test]
+fn a_200_mb_line_and_a_gzip_bomb_keep_memory_flat_and_the_reject_small() {
+    let dir = tempfile::tempdir().unwrap();
+    let rejects = dir.path().join("rejects.ndjson");
+    let args = [
+        "normalize",
+        "--max-line-bytes",
+        "1000",
+        "--rejects",
+        rejects.to_str().unwrap(),
+    ];
+    const LINE: usize = 200 * 1024 * 1024;
+    let feed = |w: &mut dyn Write| -> std::io::Result<()> {
+        w.write_all(b"{\"meta_hostname\":\"before\"}\n")?;
+        let chunk = vec![b'a'; 1 << 20];
+        for _ in 0..LINE / chunk.len() {
+            w.write_all(&chunk)?;
+        }
+        w.write_all(b"\n{\"meta_hostname\":\"after\"}\n")
+    };
+    let (out, peak) = run_streamed(&args, feed);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let hosts: Vec<Value> = docs(&out)
+        .iter()
+        .map(|d| d["host"]["name"].clone())
+        .collect();
+    assert_eq!(hosts, ["before", "after"]);
+    let kept = std::fs::read_to_string(&rejects).unwrap();
+    let record: Value = serde_json::from_str(kept.trim()).unwrap();
+    assert_eq!(record["line"], 2);
+    assert_eq!(
+        record["reason"],
+        format!("line is {LINE} bytes, over the limit of 1000 bytes")
+    );
+    assert!(
+        kept.len() < 4096,
+        "the reject keeps a prefix: {} bytes",
+        kept.len()
+    );
+    // Before: 608 MB. A flat run is the binary, its buffers (3 × threads blocks of
+    // 1 MiB and their output) and the allocator's slack.
+    assert!(
+        peak < 64 << 20,
+        "peak RSS {peak} bytes for a {LINE}-byte line"
+    );
+
+    // The same line as a gzip bomb: 200 MB from about 200 kB.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(b"{\"meta_hostname\":\"before\"}\n").unwrap();
+    let chunk = vec![b'a'; 1 << 20];
+    for _ in 0..LINE / chunk.len() {
+        gz.write_all(&chunk).unwrap();
+    }
+    gz.write_all(b"\n").unwrap();
+    let bomb = gz.finish().unwrap();
+    assert!(bomb.len() < 1 << 20, "{}", bomb.len());
+    let (out, peak) = run_streamed(&args, move |w| w.write_all(&bomb));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(docs(&out).len(), 1);
+    assert!(peak < 64 << 20, "peak RSS {peak} bytes for a gzip bomb");
+}

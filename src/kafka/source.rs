@@ -246,7 +246,11 @@ fn transform(
             LineOutcome::Rejected(reason) => {
                 summary.rejected += 1;
                 let mut record = json!({ "topic": topic, "partition": partition, "offset": offset, "reason": reason.to_string() });
-                crate::pipeline::add_text(&mut record, line.strip_suffix(b"\r").unwrap_or(line));
+                crate::pipeline::add_text_of(
+                    &mut record,
+                    line.strip_suffix(b"\r").unwrap_or(line),
+                    &reason,
+                );
                 observer.reject(&record)?;
             }
         }

@@ -49,6 +49,9 @@ use state::{Progress, State};
 /// whole rather than split again.
 const MIN_WINDOW: SignedDuration = SignedDuration::from_secs(1);
 
+/// How far back a live lane may reach at most (what the Data Lake keeps).
+const LIVE_REACH_SECS: u64 = 30 * 86_400;
+
 /// What can go wrong while collecting.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -237,7 +240,10 @@ pub struct Collector {
     normalizer: Normalizer,
     metrics: Arc<Metrics>,
     /// Per tenant, the widest window its recent results allow (learned; starts wide).
-    spans: Mutex<HashMap<String, SignedDuration>>,
+    spans: Mutex<HashMap<String, Sizing>>,
+    /// Per tenant, where its next live lane reaches back to when that is before the
+    /// checkpoint minus the overlap (see [`Collector::live`]).
+    incomplete: Mutex<HashMap<String, Timestamp>>,
     /// True once a stop was asked for (SIGTERM, Ctrl-C, or [`Collector::stop`]): the
     /// fetches under way are abandoned, the deliveries under way finish and are
     /// committed, and no new window starts.
@@ -296,6 +302,7 @@ impl Collector {
             rejects: Mutex::new(rejects),
             metrics,
             spans: Mutex::new(HashMap::new()),
+            incomplete: Mutex::new(HashMap::new()),
             stop: tokio::sync::watch::Sender::new(false),
             _lock: dir_lock,
             config,
@@ -463,17 +470,36 @@ impl Collector {
 
     /// The live lane: windows from the checkpoint until it reaches now; then forgets the
     /// keys no window can return any more.
+    ///
+    /// Only the lane's first window reaches back by the overlap (or to where the last
+    /// lane's windows were read too close to their query to be complete); each window
+    /// after it starts where the one before ended, so that a dense overlap (an outbreak)
+    /// is read once per pass, not once per window, and the calls stay in proportion to
+    /// the rows.
     async fn live(&self, tenant: &Tenant) -> Result<PassSummary, CollectError> {
         let q = &self.config.file.query;
         let overlap = secs(q.overlap_secs);
         let mut total = PassSummary::default();
+        // Where the next window starts, once the first one was read.
+        let mut next: Option<Timestamp> = None;
+        // The oldest time this lane read too close to its query for late rows to be
+        // there: the next lane's first window reaches back to it.
+        let mut incomplete: Option<Timestamp> = None;
         let checkpoint = loop {
             if self.stopping() {
+                self.remember_incomplete(tenant, incomplete);
                 return Ok(total);
             }
             let now = Timestamp::now();
             let checkpoint = lock(&self.state).checkpoint(&tenant.id)?.map(from_ms);
-            let from = live_start(checkpoint, now, secs(q.lookback_secs), overlap);
+            let from = match next {
+                Some(from) => from,
+                None => {
+                    let start = live_start(checkpoint, now, secs(q.lookback_secs), overlap);
+                    let reread = lock(&self.incomplete).remove(&tenant.id);
+                    reread.map_or(start, |r| r.min(start).max(now - secs(LIVE_REACH_SECS)))
+                }
+            };
             if let Some(c) = checkpoint {
                 let lag_ms = now.duration_since(c).as_millis() as i64;
                 tracing::debug!(tenant = %tenant.id, lag_ms, "live lane");
@@ -483,22 +509,44 @@ impl Collector {
             let floor = checkpoint.map_or(from, |c| c.max(from)) + MIN_WINDOW;
             let fetch = self.fetch_window(tenant, from, floor, now);
             let Some((to, rows)) = self.unless_stopped(fetch).await? else {
+                self.remember_incomplete(tenant, incomplete);
                 return Ok(total);
             };
             let progress = Progress::Live {
                 from_ms: from.as_millisecond(),
                 checkpoint_ms: to.as_millisecond(),
             };
-            let s = self.deliver_window(tenant, Lane::Live, from, to, &rows, progress)?;
+            let delivered = self.deliver_window(tenant, Lane::Live, from, to, &rows, progress);
+            let s = match delivered {
+                Ok(s) => s,
+                Err(e) => {
+                    self.remember_incomplete(tenant, incomplete);
+                    return Err(e);
+                }
+            };
             total.add(&s);
+            // Rows of `[now − overlap, to)` may still be on their way: unless an
+            // earlier window of this lane already left that open, remember it.
+            let open = from.max(now - overlap);
+            if to > open && incomplete.is_none() {
+                incomplete = Some(open);
+            }
+            next = Some(to);
             if to >= now {
                 // Caught up: the last window's end is the checkpoint now.
                 self.metrics.success(&tenant.id);
                 break to;
             }
         };
+        // The next lane starts at `checkpoint − overlap`, or earlier where this one
+        // left rows open.
+        let reread = incomplete.filter(|i| *i < checkpoint - overlap);
+        self.remember_incomplete(tenant, reread);
         let reach = self.config.sweep_reach();
-        let before = (Timestamp::now() - reach).min(checkpoint - overlap) - overlap;
+        let before = (Timestamp::now() - reach)
+            .min(checkpoint - overlap)
+            .min(reread.unwrap_or(checkpoint))
+            - overlap;
         let pruned = lock(&self.state).prune(&tenant.id, before.as_millisecond())?;
         if pruned > 0 {
             tracing::debug!(tenant = %tenant.id, pruned, "forgot keys no window can return");
@@ -608,13 +656,12 @@ impl Collector {
         let budget = u64::from(q.max_window_pages) * u64::from(q.page_size);
         let widest = secs(q.max_window_secs).max(MIN_WINDOW);
         let sql = self.config.sql();
-        let mut span = lock(&self.spans)
-            .get(&tenant.id)
-            .copied()
-            .unwrap_or(widest)
-            .min(widest);
+        let sizing = lock(&self.spans).get(&tenant.id).copied();
+        let mut span = sizing.map_or(widest, |s| s.span).min(widest);
+        // What an earlier, over-budget window said of the time ahead.
+        let mut over = sizing.and_then(|s| s.over).filter(|o| o.end > from);
         loop {
-            let to = (from + span).max(floor).min(end);
+            let to = window_end(from, span, floor, end, over, budget);
             let width = to.duration_since(from);
             let limit = (to > floor).then_some(budget);
             match self.client.query(tenant, &sql, from, to, q, limit).await? {
@@ -624,14 +671,26 @@ impl Collector {
                     } else {
                         span
                     };
-                    lock(&self.spans).insert(tenant.id.clone(), next);
+                    // The rest of a known over-budget stretch holds what this window
+                    // did not.
+                    let over = over.filter(|o| o.end > to).map(|o| Over {
+                        end: o.end,
+                        rows: o.rows.saturating_sub(rows.len() as u64),
+                        since: to,
+                    });
+                    lock(&self.spans).insert(tenant.id.clone(), Sizing { span: next, over });
                     return Ok((to, rows));
                 }
                 Fetched::TooMany { total } => {
                     let factor = total.map_or(0.5, |t| (0.8 * budget as f64 / t as f64).min(0.5));
                     span =
                         SignedDuration::from_secs_f64(width.as_secs_f64() * factor).max(MIN_WINDOW);
-                    lock(&self.spans).insert(tenant.id.clone(), span);
+                    over = Some(Over {
+                        end: to,
+                        rows: total.unwrap_or(budget + 1),
+                        since: from,
+                    });
+                    lock(&self.spans).insert(tenant.id.clone(), Sizing { span, over });
                     tracing::info!(
                         tenant = %tenant.id,
                         from = %from,
@@ -642,6 +701,22 @@ impl Collector {
                         "the window holds more rows than its page budget: narrowing it"
                     );
                 }
+            }
+        }
+    }
+
+    /// Keeps where a tenant's next live lane must reach back to (see [`Collector::live`]);
+    /// in memory: after a restart the lane reaches back by the overlap, and the late
+    /// sweep covers the rest.
+    fn remember_incomplete(&self, tenant: &Tenant, incomplete: Option<Timestamp>) {
+        let mut map = lock(&self.incomplete);
+        match incomplete {
+            Some(t) => {
+                let t = map.get(&tenant.id).map_or(t, |old| t.min(*old));
+                map.insert(tenant.id.clone(), t);
+            }
+            None => {
+                map.remove(&tenant.id);
             }
         }
     }
@@ -883,6 +958,60 @@ pub fn choose_tenants(all: Vec<Tenant>, lists: &config::TenantsSection) -> Vec<T
         .collect()
 }
 
+/// How wide a tenant's windows are, learned from their results.
+#[derive(Debug, Clone, Copy)]
+struct Sizing {
+    /// The widest window its recent results allow.
+    span: SignedDuration,
+    /// A stretch ahead known to hold more rows than the budget, from a window that was
+    /// over it: the windows that follow need not ask again.
+    over: Option<Over>,
+}
+
+/// A stretch `[since, end)` that held at least `rows` rows when it was asked, less the
+/// rows delivered from it since.
+#[derive(Debug, Clone, Copy)]
+struct Over {
+    since: Timestamp,
+    end: Timestamp,
+    rows: u64,
+}
+
+/// The end of a window from `from`: `span` wide, at least to `floor`, at most to `end`.
+/// When an over-budget stretch `over` is known ahead, a window that would reach its end
+/// is narrowed without asking while the stretch's rows are over `budget`, and one whose
+/// rows fit reaches its end, or `end` when the stretch's rate of rows says the time
+/// after it fits too.
+fn window_end(
+    from: Timestamp,
+    span: SignedDuration,
+    floor: Timestamp,
+    end: Timestamp,
+    over: Option<Over>,
+    budget: u64,
+) -> Timestamp {
+    let to = (from + span).max(floor).min(end);
+    let Some(o) = over else { return to };
+    if o.rows <= budget {
+        let known = o.end.duration_since(o.since).as_secs_f64().max(1.0);
+        let after = end.duration_since(o.end).as_secs_f64().max(0.0);
+        let expected = o.rows as f64 * (1.0 + after / known);
+        let reach = if expected <= budget as f64 {
+            end
+        } else {
+            o.end
+        };
+        return to.max(reach.min(end));
+    }
+    if to < o.end {
+        return to;
+    }
+    let width = o.end.duration_since(from).as_secs_f64();
+    let factor = (0.8 * budget as f64 / o.rows as f64).min(0.5);
+    let narrower = SignedDuration::from_secs_f64(width * factor).max(MIN_WINDOW);
+    (from + narrower.min(span)).max(floor).min(end)
+}
+
 /// Where a new sweep starts: `now − reach`, but never before the tenant's first window
 /// (`origin`), nor before the newest key forgotten (`pruned_before`): the keys of older
 /// rows may be gone, and the sweep would deliver those rows again. So turning the sweep on,
@@ -909,7 +1038,7 @@ fn live_start(
     lookback: SignedDuration,
     overlap: SignedDuration,
 ) -> Timestamp {
-    let oldest = now - SignedDuration::from_hours(24 * 30);
+    let oldest = now - secs(LIVE_REACH_SECS);
     let from = match checkpoint {
         Some(c) => c - overlap,
         None => now - lookback,
@@ -993,10 +1122,42 @@ mod tests {
         assert_eq!(live_start(Some(c), now, day, m), c - m);
         // a checkpoint older than 30 days restarts at the oldest the Data Lake keeps
         let old = now - SignedDuration::from_hours(24 * 60);
-        let oldest = now - SignedDuration::from_hours(24 * 30);
+        let oldest = now - secs(LIVE_REACH_SECS);
         assert_eq!(live_start(Some(old), now, day, m), oldest);
         // a lookback beyond 30 days too
         assert_eq!(live_start(None, now, day * 45, m), oldest);
+    }
+
+    #[test]
+    fn a_known_over_budget_stretch_narrows_without_asking_and_a_fitting_rest_is_read_whole() {
+        let t0: Timestamp = "2024-06-01T00:00:00Z".parse().unwrap();
+        let h = SignedDuration::from_hours(1);
+        let end = t0 + h * 24;
+        let floor = t0 + MIN_WINDOW;
+        // nothing known: the span
+        assert_eq!(window_end(t0, h, floor, end, None, 1000), t0 + h);
+        // the next 24 h hold 5,000 rows, over a budget of 1,000: narrowed before asking
+        let over = Over {
+            since: t0,
+            end,
+            rows: 5_000,
+        };
+        let to = window_end(t0, h * 48, floor, end, Some(over), 1000);
+        assert!(to <= t0 + h * 4 && to > t0, "{to}");
+        // a window short of the stretch's end is left as it is
+        assert_eq!(window_end(t0, h, floor, end, Some(over), 1000), t0 + h);
+        // the rest fits: read to the stretch's end, and on to `end` when its rate says so
+        let rest = Over {
+            since: t0,
+            end: t0 + h * 23,
+            rows: 500,
+        };
+        assert_eq!(window_end(t0, h, floor, end, Some(rest), 1000), end);
+        let dense = Over { rows: 990, ..rest };
+        assert_eq!(
+            window_end(t0, h, floor, end, Some(dense), 1000),
+            t0 + h * 23
+        );
     }
 
     #[test]

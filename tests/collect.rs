@@ -228,3 +228,21 @@ fn bad_credentials_and_config_errors_are_clear_and_leak_nothing() {
         assert!(log.contains("readable by other users"), "{log}");
     }
 }
+
+/// A token answer whose `expires_in` is huge made the renewal time overflow (`--check`
+/// exited 101, a panic); now the lifetime is capped and both `--check` and a pass work.
+#[test]
+fn a_huge_expires_in_is_capped_not_a_panic() {
+    let sim = Sim::start(&["--announced-ttl", "18446744073709551615", "--rows", "20"]);
+    let setup = Setup::new(&sim, "");
+    let out = common::collect::bounded(
+        setup.command(&["--check"]),
+        std::time::Duration::from_secs(60),
+    );
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let (code, log) = setup.once();
+    assert_eq!(code, 0, "{log}");
+    assert_exactly_once(&sim, &setup);
+}

@@ -321,7 +321,7 @@ impl Client {
         let body: TokenResponse = serde_json::from_slice(&response.body).map_err(|e| {
             CollectError::Auth(format!("{}: bad token response: {e}", self.auth_url))
         })?;
-        let ttl = Duration::from_secs(body.expires_in.unwrap_or(3600));
+        let ttl = token_lifetime(body.expires_in);
         let margin = Duration::from_secs(60).min(ttl / 4);
         let now = Instant::now();
         let token = Token {
@@ -474,8 +474,7 @@ impl Client {
                 .headers()
                 .get("retry-after")
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .map(|secs| Duration::from_secs_f64(secs.clamp(0.0, 300.0)));
+                .and_then(|v| retry_after(v));
             let body = response
                 .into_body()
                 .with_config()
@@ -568,8 +567,13 @@ impl Client {
                 });
             }
             let total = v["pages"]["total"].as_u64().unwrap_or(1);
-            if page >= total {
+            if page >= total || v["items"].as_array().is_none_or(Vec::is_empty) {
                 return Ok(tenants);
+            }
+            if page >= MAX_PAGES {
+                return Err(CollectError::Protocol(format!(
+                    "{url}: still more tenants after {MAX_PAGES} pages (pages.total {total})"
+                )));
             }
             page += 1;
         }
@@ -631,7 +635,7 @@ impl Client {
         let results = format!("{run_url}/results");
         let mut rows = Vec::new();
         let mut key: Option<String> = None;
-        loop {
+        for _ in 0..MAX_PAGES {
             let mut query = vec![("pageSize", q.page_size.to_string())];
             match &key {
                 Some(k) => query.push(("pageFromKey", k.clone())),
@@ -663,7 +667,38 @@ impl Client {
                 _ => {}
             }
         }
+        Err(CollectError::Protocol(format!(
+            "{results}: still a nextKey after {MAX_PAGES} pages"
+        )))
     }
+}
+
+/// The longest wait a `Retry-After` is taken for; a longer one waits this long.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// The longest a token is kept before it is renewed, whatever `expires_in` says.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(86_400);
+
+/// The most pages one listing or one query run is read for: a server whose `nextKey` or
+/// `pages.total` never ends cannot keep the collector reading.
+const MAX_PAGES: u64 = 10_000;
+
+/// A `Retry-After` in seconds (RFC 9110 also allows an HTTP date: that, and anything
+/// not a finite number, is ignored and the usual backoff applies), at most
+/// [`MAX_RETRY_AFTER`].
+fn retry_after(value: &str) -> Option<Duration> {
+    let secs = value.trim().parse::<f64>().ok().filter(|s| s.is_finite())?;
+    Some(Duration::from_secs_f64(secs.max(0.0)).min(MAX_RETRY_AFTER))
+}
+
+/// How long a token is used: `expires_in` (default one hour), at least a second and at
+/// most [`MAX_TOKEN_LIFETIME`].
+fn token_lifetime(expires_in: Option<u64>) -> Duration {
+    Duration::from_secs(
+        expires_in
+            .unwrap_or(3600)
+            .clamp(1, MAX_TOKEN_LIFETIME.as_secs()),
+    )
 }
 
 fn retryable(status: u16) -> bool {
@@ -677,6 +712,28 @@ fn excerpt(body: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn odd_numbers_from_the_api_are_bounded() {
+        for odd in [
+            "NaN",
+            "inf",
+            "-inf",
+            "",
+            "Wed, 21 Oct 2015 07:28:00 GMT",
+            "1e400",
+        ] {
+            assert_eq!(retry_after(odd), None, "{odd}");
+        }
+        assert_eq!(retry_after(" 2 "), Some(Duration::from_secs(2)));
+        assert_eq!(retry_after("-5"), Some(Duration::ZERO));
+        assert_eq!(retry_after("1e12"), Some(MAX_RETRY_AFTER));
+        assert_eq!(token_lifetime(Some(u64::MAX)), MAX_TOKEN_LIFETIME);
+        assert_eq!(token_lifetime(Some(0)), Duration::from_secs(1));
+        assert_eq!(token_lifetime(None), Duration::from_secs(3600));
+        // the renewal time of the longest lifetime is a valid instant
+        let _ = Instant::now() + token_lifetime(Some(u64::MAX));
+    }
 
     #[test]
     fn rate_limiter_honours_every_window() {

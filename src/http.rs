@@ -10,9 +10,13 @@ use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
 /// An agent whose TLS trusts the certificates of `ca_file` (PEM), or else the
 /// platform's roots (falling back to the bundled Mozilla roots when the platform has
-/// none), with `timeout` on each whole request, and HTTP error statuses returned as
-/// answers rather than errors.
-pub fn agent(ca_file: Option<&Path>, timeout: Duration) -> Result<ureq::Agent, String> {
+/// none), with `connect` on connecting (TCP and TLS) and `timeout` on each whole
+/// request, and HTTP error statuses returned as answers rather than errors.
+pub fn agent(
+    ca_file: Option<&Path>,
+    connect: Duration,
+    timeout: Duration,
+) -> Result<ureq::Agent, String> {
     let roots = match ca_file {
         Some(ca) => {
             let pem = std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
@@ -43,6 +47,7 @@ pub fn agent(ca_file: Option<&Path>, timeout: Duration) -> Result<ureq::Agent, S
     };
     Ok(ureq::Agent::config_builder()
         .http_status_as_error(false)
+        .timeout_connect(Some(connect.min(timeout)))
         .timeout_global(Some(timeout))
         .user_agent(concat!("sophos-tac/", env!("CARGO_PKG_VERSION")))
         .tls_config(TlsConfig::builder().root_certs(roots).build())

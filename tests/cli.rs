@@ -581,3 +581,68 @@ fn a_200_mb_line_and_a_gzip_bomb_keep_memory_flat_and_the_reject_small() {
     assert_eq!(docs(&out).len(), 1);
     assert!(peak < 64 << 20, "peak RSS {peak} bytes for a gzip bomb");
 }
+
+/// A receiver that accepts and never answers: the TLS handshake times out (it waited
+/// forever before), and so does a plain TCP receiver that never reads, so that the run
+/// ends with one line naming the output.
+#[test]
+fn a_receiver_that_never_answers_fails_within_the_timeouts() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Accepts, holds every connection open, reads and writes nothing.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let url = format!("syslog+tls://127.0.0.1:{port}");
+    let started = std::time::Instant::now();
+    let out = run(
+        &[
+            "normalize",
+            example().to_str().unwrap(),
+            "-o",
+            &url,
+            "--retries",
+            "0",
+            "--connect-timeout",
+            "1",
+        ],
+        None,
+    );
+    let took = started.elapsed();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+    assert!(err.contains("TLS handshake"), "{err}");
+
+    // Plain TCP, 30 MB of documents: the writes block once the socket buffers are full.
+    let big: String = (0..30_000)
+        .map(|i| {
+            format!(
+                "{{\"meta_hostname\":\"h{i}\",\"data\":\"{}\"}}\n",
+                "x".repeat(1000)
+            )
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let out = run(
+        &[
+            "normalize",
+            "-o",
+            &format!("syslog+tcp://127.0.0.1:{port}"),
+            "--retries",
+            "0",
+            "--timeout",
+            "1",
+            "--syslog-max-bytes",
+            "4096",
+        ],
+        Some(big.as_bytes()),
+    );
+    let took = started.elapsed();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(took < std::time::Duration::from_secs(20), "took {took:?}");
+}

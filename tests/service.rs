@@ -421,3 +421,51 @@ fn sigterm_at_random_moments_stops_cleanly_and_loses_nothing() {
     assert_exactly_once(&sim, &setup);
     eprintln!("10 SIGTERMs; the slowest stop took {slowest:?}");
 }
+
+/// A file output that never takes its writes (a FIFO whose reader reads nothing, as a
+/// hung network mount would): `/healthz` turns 503 once the delivery is stuck past its
+/// bound, and SIGTERM still ends the process within the stop bound (10 s).
+#[test]
+fn a_stuck_delivery_turns_healthz_503_and_sigterm_still_ends_the_process() {
+    let sim = Sim::start(&["--kind", "tenant", "--rows", "400"]);
+    let port = free_port();
+    let setup = Setup::with(
+        &sim,
+        ONE_WINDOW,
+        common::collect::DEFAULT_LIMITS,
+        &format!("timeout_secs = 1\n{}", listen(port)),
+    );
+    let fifo = setup.dir.path().join("stuck.fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let text = std::fs::read_to_string(&setup.config).unwrap();
+    let out = setup.dir.path().join("out/sophos-tac.ndjson");
+    let text = text.replace(&out.display().to_string(), &fifo.display().to_string());
+    std::fs::write(&setup.config, text).unwrap();
+    // The reader opens the FIFO (so that the collector's open returns) and never reads:
+    // the collector's writes block once the pipe's 64 KiB are full.
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::File::open(fifo))
+    };
+    let mut collector = start(&setup);
+    let health = wait_for(Duration::from_secs(60), "/healthz to say stuck", || {
+        get(port, "/healthz").filter(|(status, _)| *status == 503)
+    });
+    assert!(health.1.contains("stuck"), "{health:?}");
+    assert!(health.1.contains("over its bound of 1 s"), "{health:?}");
+    let (code, took) = terminate(&mut collector, Duration::from_secs(30));
+    assert!(took < Duration::from_secs(15), "SIGTERM took {took:?}");
+    assert_eq!(code, Some(2));
+    let log = std::fs::read_to_string(setup.dir.path().join("collect.log")).unwrap();
+    assert!(
+        log.contains("still under way after the stop bound"),
+        "{log}"
+    );
+    drop(reader.join());
+}

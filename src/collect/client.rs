@@ -190,8 +190,12 @@ impl Client {
         metrics: std::sync::Arc<Metrics>,
     ) -> Result<Client, CollectError> {
         let l = &config.file.limits;
-        let agent = crate::http::agent(None, Duration::from_secs(l.request_timeout_secs.max(1)))
-            .map_err(|e| CollectError::Config(format!("HTTP client: {e}")))?;
+        let agent = crate::http::agent(
+            None,
+            Duration::from_secs(10),
+            Duration::from_secs(l.request_timeout_secs.max(1)),
+        )
+        .map_err(|e| CollectError::Config(format!("HTTP client: {e}")))?;
         let limiter = RateLimiter::new(&[
             (Duration::from_secs(1), l.per_second),
             (Duration::from_secs(60), l.per_minute),

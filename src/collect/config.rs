@@ -273,6 +273,13 @@ pub struct OutputSection {
     /// errors) before the window is given up until the next pass (default 10, backing
     /// off up to 30 s each).
     pub max_retries: Option<u32>,
+    /// For `elasticsearch` and `syslog`: seconds to connect, with the TLS handshake
+    /// (default 10; 1 to 3600).
+    pub connect_timeout_secs: Option<u64>,
+    /// For `elasticsearch`: seconds for one bulk request (default 60); for `syslog`: for
+    /// one write (default 30); for `file`: for one write and sync, past which the
+    /// delivery is called stuck (default 300); 1 to 3600.
+    pub timeout_secs: Option<u64>,
     /// For `syslog`: the facility (default 16, local0).
     pub facility: Option<u8>,
     /// For `syslog`: the severity (default 6, informational).
@@ -418,6 +425,7 @@ impl CollectConfig {
         sys.ca_file = o.ca_file.clone();
         sys.max_message_bytes = o.max_message_bytes.unwrap_or(sys.max_message_bytes).max(1);
         sys.max_retries = o.max_retries.unwrap_or(sys.max_retries);
+        sys.timeouts = timeouts(o, sys.timeouts);
         sys.oversize_dead_letter = match o.oversize.as_deref() {
             None | Some("send") => None,
             Some("dead-letter") => Some(self.dead_letter(o)),
@@ -494,6 +502,7 @@ impl CollectConfig {
         es.gzip = o.gzip;
         es.batch_docs = o.batch_docs.unwrap_or(es.batch_docs).max(1);
         es.max_retries = o.max_retries.unwrap_or(es.max_retries);
+        es.timeouts = timeouts(o, es.timeouts);
         es.batch_bytes = o.batch_bytes.unwrap_or(es.batch_bytes).max(1);
         es.dead_letter = self.dead_letter(o);
         es.install_template = o
@@ -504,6 +513,16 @@ impl CollectConfig {
                 ..Default::default()
             });
         Ok(es)
+    }
+}
+
+/// An output's timeouts: as configured, else the sink's defaults.
+fn timeouts(o: &OutputSection, default: crate::sinks::Timeouts) -> crate::sinks::Timeouts {
+    crate::sinks::Timeouts {
+        connect: o
+            .connect_timeout_secs
+            .map_or(default.connect, Duration::from_secs),
+        io: o.timeout_secs.map_or(default.io, Duration::from_secs),
     }
 }
 

@@ -92,6 +92,8 @@ pub struct Metrics {
     pub output_batch_seconds: Family<OutputLabel, Histogram, fn() -> Histogram>,
     tenants: std::sync::Arc<Mutex<HashMap<String, TenantTimes>>>,
     readiness: Mutex<Readiness>,
+    /// The delivery under way: its output, when it started, and how long it may take.
+    delivering: Mutex<Option<(String, std::time::Instant, Duration)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -129,6 +131,7 @@ impl Metrics {
                 token: Err("no access token obtained yet".into()),
                 state: Ok(()),
             }),
+            delivering: Mutex::new(None),
             registry: Registry::default(),
         };
         let families: [(&str, &str, &Family<TenantLabel, Counter>); 5] = [
@@ -326,6 +329,28 @@ impl Metrics {
     /// Records whether the last write to the state database succeeded (and why not).
     pub fn state_result(&self, result: Result<(), String>) {
         lock(&self.readiness).state = result;
+    }
+
+    /// Records that a delivery to `output`, which may take up to `bound`, started (or,
+    /// with `None`, that it ended).
+    pub fn delivering(&self, output: Option<(&str, Duration)>) {
+        *lock(&self.delivering) =
+            output.map(|(name, bound)| (name.to_string(), std::time::Instant::now(), bound));
+    }
+
+    /// Why the collector is stuck: a delivery under way for longer than its bound (the
+    /// worst case of its timeouts and retries), for `/healthz`; `None` when it is not.
+    pub fn stuck(&self) -> Option<String> {
+        let d = lock(&self.delivering);
+        let (output, started, bound) = d.as_ref()?;
+        let took = started.elapsed();
+        (took > *bound).then(|| {
+            format!(
+                "stuck: the delivery to output {output} has been under way for {} s, over its bound of {} s",
+                took.as_secs(),
+                bound.as_secs()
+            )
+        })
     }
 
     /// `Ok` when ready (a token was obtained, the state database takes writes), or

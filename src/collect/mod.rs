@@ -198,10 +198,11 @@ fn open_sink(
                 max_bytes: o.rotate_bytes,
                 max_age: o.rotate_secs.map(Duration::from_secs),
             };
-            Box::new(FileSink::open(
-                o.path.clone().unwrap_or_default(),
-                rotation,
-            )?)
+            let sink = FileSink::open(o.path.clone().unwrap_or_default(), rotation)?;
+            Box::new(match o.timeout_secs {
+                Some(secs) => sink.with_delivery_bound(Duration::from_secs(secs)),
+                None => sink,
+            })
         }
     })
 }
@@ -848,7 +849,11 @@ impl Collector {
         for o in outputs.iter_mut() {
             let started = Instant::now();
             let dead_before = o.sink.dead_lettered();
-            if let Err(e) = o.sink.deliver(out, Some(ids)) {
+            self.metrics
+                .delivering(Some((&o.name, o.sink.delivery_bound())));
+            let delivered = o.sink.deliver(out, Some(ids));
+            self.metrics.delivering(None);
+            if let Err(e) = delivered {
                 tracing::error!(output = %o.name, sink = %o.sink.name(), error = %e, "an output failed: the window is not committed, and every output will be repaired and take it again");
                 let state = lock(&self.state);
                 if let Err(repair) = repair_pending(&state, outputs) {

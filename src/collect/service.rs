@@ -22,6 +22,9 @@ use crate::collect::{CollectError, Collector};
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest request head read.
 const MAX_HEAD: usize = 8 * 1024;
+/// Connections answered at once; past that, new ones wait in the listen backlog (and a
+/// client that holds one open without a request is dropped after [`READ_TIMEOUT`]).
+pub const MAX_CONNECTIONS: usize = 32;
 
 /// Listens on `addr` (failing at once when it is taken).
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, CollectError> {
@@ -32,11 +35,17 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, CollectError> {
 
 /// Answers requests on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, collector: Arc<Collector>) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        // The semaphore is never closed: an error cannot happen.
+        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+            return;
+        };
         match listener.accept().await {
             Ok((stream, _)) => {
                 let collector = Arc::clone(&collector);
                 tokio::spawn(async move {
+                    let _permit = permit;
                     if let Err(e) = answer(stream, &collector).await {
                         tracing::debug!(error = %e, "service endpoint: a request failed");
                     }
@@ -126,7 +135,10 @@ fn route(method: &str, target: &str, collector: &Collector) -> Response {
     match path {
         "/metrics" => (200, METRICS, collector.metrics().render()),
         "/healthz" if collector.stopping() => (503, TEXT, "stopping\n".into()),
-        "/healthz" => (200, TEXT, "ok\n".into()),
+        "/healthz" => match collector.metrics().stuck() {
+            Some(stuck) => (503, TEXT, format!("{}\n", one_line(&stuck))),
+            None => (200, TEXT, "ok\n".into()),
+        },
         "/readyz" => match ready(collector) {
             Ok(()) => (200, TEXT, "ready\n".into()),
             Err(reason) => (503, TEXT, format!("not ready: {}\n", one_line(&reason))),
@@ -149,7 +161,10 @@ fn route(method: &str, target: &str, collector: &Collector) -> Response {
 fn ready(collector: &Collector) -> Result<(), String> {
     collector.metrics().ready()?;
     let dir = &collector.config.file.state_dir;
-    let probe = dir.join(".readyz-probe");
+    // A name of its own per probe: parallel probes must not remove each other's file.
+    static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let probe = dir.join(format!(".readyz-probe-{}-{n}", std::process::id()));
     std::fs::write(&probe, b"ok")
         .and_then(|()| std::fs::remove_file(&probe))
         .map_err(|e| format!("the state directory {} takes no writes: {e}", dir.display()))

@@ -22,8 +22,16 @@ use serde_json::{Value, json};
 use crate::catalogue::{TemplateOptions, index_template};
 use crate::error::Error;
 use crate::mapping::Profile;
-use crate::sinks::DeadLetter;
-use crate::sinks::Sink;
+use crate::sinks::{DeadLetter, Sink, Timeouts};
+
+/// The default timeouts: 10 s to connect, 60 s for one bulk request.
+pub const DEFAULT_TIMEOUTS: Timeouts = Timeouts {
+    connect: Duration::from_secs(10),
+    io: Duration::from_secs(60),
+};
+
+/// The longest backoff between two attempts (30 s, with up to 50% jitter).
+const MAX_BACKOFF: Duration = Duration::from_secs(45);
 
 /// Settings of the sink.
 #[derive(Debug, Clone)]
@@ -46,6 +54,8 @@ pub struct EsConfig {
     pub batch_bytes: usize,
     /// Retries of a failing request or item before giving up on the batch.
     pub max_retries: u32,
+    /// Connecting, and one whole bulk request (default 10 s and 60 s).
+    pub timeouts: Timeouts,
     /// Where permanently refused documents go (NDJSON).
     pub dead_letter: PathBuf,
     /// Also keep there the documents of a batch given up on (after the retries, or a
@@ -87,6 +97,7 @@ impl EsConfig {
             batch_docs: 1000,
             batch_bytes: 5 * 1024 * 1024,
             max_retries: 10,
+            timeouts: DEFAULT_TIMEOUTS,
             dead_letter: PathBuf::from("sophos-tac-dead-letter.ndjson"),
             dead_letter_undelivered: true,
             install_template: None,
@@ -149,7 +160,11 @@ type Answer = Result<(u16, String), String>;
 impl EsService {
     /// Builds the agent (TLS verified; a CA file replaces the platform's roots).
     pub fn new(cfg: &EsConfig) -> Result<EsService, String> {
-        let agent = crate::http::agent(cfg.ca_file.as_deref(), Duration::from_secs(60))?;
+        let agent = crate::http::agent(
+            cfg.ca_file.as_deref(),
+            cfg.timeouts.connect,
+            cfg.timeouts.io,
+        )?;
         let auth = match (&cfg.api_key, &cfg.basic) {
             (Some(key), _) => Some(format!("ApiKey {key}")),
             (None, Some((user, pass))) => {
@@ -411,6 +426,16 @@ impl Sink for EsSink {
 
     fn dead_lettered(&self) -> u64 {
         self.stats.dead_lettered
+    }
+
+    /// Every bulk request of the largest window (10,000 documents by default), each
+    /// with its retries.
+    fn delivery_bound(&self) -> Duration {
+        let requests = 10_000u32.div_ceil(self.cfg.batch_docs.clamp(1, 10_000) as u32);
+        self.cfg
+            .timeouts
+            .bound(self.cfg.max_retries, 1, MAX_BACKOFF)
+            * requests
     }
 
     /// Asks the cluster for its root (`GET /`): reachable, and the credentials taken.

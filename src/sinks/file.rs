@@ -26,6 +26,7 @@ pub struct FileSink {
     len: u64,
     opened: Instant,
     rotation: Rotation,
+    bound: Duration,
 }
 
 fn write_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
@@ -60,7 +61,15 @@ impl FileSink {
             len,
             opened: Instant::now(),
             rotation,
+            bound: Duration::from_secs(300),
         })
+    }
+
+    /// Sets how long one write and sync may take before the delivery is called stuck
+    /// (default 5 minutes; a file on a hung network mount blocks without a timeout).
+    pub fn with_delivery_bound(mut self, bound: Duration) -> FileSink {
+        self.bound = bound;
+        self
     }
 
     /// The current file.
@@ -84,7 +93,7 @@ impl FileSink {
             .unwrap_or_default();
         let rotated = self.path.with_file_name(format!("{stem}-{stamp}{ext}"));
         std::fs::rename(&self.path, &rotated).map_err(write_err(&self.path))?;
-        *self = FileSink::open(self.path.clone(), self.rotation)?;
+        *self = FileSink::open(self.path.clone(), self.rotation)?.with_delivery_bound(self.bound);
         Ok(())
     }
 }
@@ -92,6 +101,10 @@ impl FileSink {
 impl Sink for FileSink {
     fn name(&self) -> String {
         self.path.display().to_string()
+    }
+
+    fn delivery_bound(&self) -> Duration {
+        self.bound
     }
 
     fn mark(&mut self) -> Result<String, Error> {

@@ -147,6 +147,11 @@ pub trait Sink: Send {
     fn committed(&mut self) -> Result<(), Error> {
         Ok(())
     }
+    /// The longest one delivery may take, with every timeout and retry: past it, the
+    /// delivery is stuck (`/healthz` says so). Five minutes unless the sink knows better.
+    fn delivery_bound(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(300)
+    }
     /// Documents kept in the dead-letter file so far (refused for good, or set aside).
     fn dead_lettered(&self) -> u64 {
         0
@@ -155,6 +160,31 @@ pub trait Sink: Send {
     /// anything (for `collect --check`).
     fn check(&mut self) -> Result<(), Error> {
         Ok(())
+    }
+}
+
+/// The network timeouts of a sink: connecting (TCP, and the TLS handshake with it), and
+/// each read or write (or, for an HTTP request, its whole exchange).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Connecting, and the TLS handshake.
+    pub connect: std::time::Duration,
+    /// One read or write; one whole HTTP request.
+    pub io: std::time::Duration,
+}
+
+impl Timeouts {
+    /// The worst case of one delivery of a sink that tries `retries + 1` times, each
+    /// attempt connecting and exchanging up to `exchanges` times, with backoffs of up to
+    /// `max_backoff` between attempts.
+    pub fn bound(
+        &self,
+        retries: u32,
+        exchanges: u32,
+        max_backoff: std::time::Duration,
+    ) -> std::time::Duration {
+        let attempt = (self.connect + self.io) * exchanges.max(1);
+        attempt * (retries + 1) + max_backoff * retries
     }
 }
 

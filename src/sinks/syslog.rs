@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::sinks::{DeadLetter, Sink};
+use crate::sinks::{DeadLetter, Sink, Timeouts};
 
 /// The transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +53,9 @@ pub struct SyslogConfig {
     pub ca_file: Option<PathBuf>,
     /// Reconnections tried for one batch before giving up.
     pub max_retries: u32,
+    /// Connecting (with the TLS handshake), and each write (default 10 s and 30 s): a
+    /// receiver that accepts and never answers fails the attempt, like any failure.
+    pub timeouts: Timeouts,
     /// The largest message (RFC 5424 header and document) the receiver takes whole;
     /// default 8192, rsyslog's default `maxMessageSize`. A larger one is counted and
     /// warned about once, and sent whole or kept aside (see `oversize_dead_letter`).
@@ -65,6 +68,15 @@ pub struct SyslogConfig {
 
 /// rsyslog's default `maxMessageSize`.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 8192;
+
+/// The default timeouts: 10 s to connect (and shake hands), 30 s for each write.
+pub const DEFAULT_TIMEOUTS: Timeouts = Timeouts {
+    connect: Duration::from_secs(10),
+    io: Duration::from_secs(30),
+};
+
+/// The longest backoff between two attempts (30 s, with up to 50% jitter).
+const MAX_BACKOFF: Duration = Duration::from_secs(45);
 
 impl SyslogConfig {
     /// Parses `syslog+tcp://host:port` (or `+tls`, `+udp`).
@@ -106,6 +118,7 @@ impl SyslogConfig {
             hostname,
             ca_file: None,
             max_retries: 10,
+            timeouts: DEFAULT_TIMEOUTS,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             oversize_dead_letter: None,
         })
@@ -247,6 +260,29 @@ impl SyslogSink {
         Ok(false)
     }
 
+    /// A TCP connection to the first address of the host that answers within the
+    /// connect timeout, with the read and write timeouts set.
+    fn tcp(&self) -> std::io::Result<TcpStream> {
+        use std::net::ToSocketAddrs;
+        let t = self.cfg.timeouts;
+        let mut last = None;
+        for addr in (self.cfg.host.as_str(), self.cfg.port).to_socket_addrs()? {
+            match TcpStream::connect_timeout(&addr, t.connect) {
+                Ok(s) => {
+                    s.set_write_timeout(Some(t.io))?;
+                    // The TLS handshake's reads; afterwards nothing is read but the
+                    // liveness peek, which does not block.
+                    s.set_read_timeout(Some(t.connect))?;
+                    return Ok(s);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::NotFound, "the host has no address")
+        }))
+    }
+
     fn connect(&mut self) -> std::io::Result<Conn> {
         let addr = (self.cfg.host.as_str(), self.cfg.port);
         self.stats.connections += 1;
@@ -261,14 +297,9 @@ impl SyslogSink {
                 s.connect(addr)?;
                 Conn::Udp(s)
             }
-            Transport::Tcp => {
-                let s = TcpStream::connect(addr)?;
-                s.set_write_timeout(Some(Duration::from_secs(30)))?;
-                Conn::Tcp(s)
-            }
+            Transport::Tcp => Conn::Tcp(self.tcp()?),
             Transport::Tls => {
-                let s = TcpStream::connect(addr)?;
-                s.set_write_timeout(Some(Duration::from_secs(30)))?;
+                let s = self.tcp()?;
                 let name = rustls::pki_types::ServerName::try_from(self.cfg.host.clone())
                     .map_err(std::io::Error::other)?;
                 let config = self
@@ -278,8 +309,34 @@ impl SyslogSink {
                 let client =
                     rustls::ClientConnection::new(config, name).map_err(std::io::Error::other)?;
                 let mut stream = rustls::StreamOwned::new(client, s);
+                // Each read and write of the handshake has its timeout, and so has the
+                // whole handshake: a peer that trickles bytes cannot hold it.
+                let deadline = std::time::Instant::now() + self.cfg.timeouts.connect;
                 while stream.conn.is_handshaking() {
-                    stream.conn.complete_io(&mut stream.sock)?;
+                    if std::time::Instant::now() > deadline {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!(
+                                "the TLS handshake did not finish within {} s",
+                                self.cfg.timeouts.connect.as_secs_f64()
+                            ),
+                        ));
+                    }
+                    stream
+                        .conn
+                        .complete_io(&mut stream.sock)
+                        .map_err(|e| match e.kind() {
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                                std::io::Error::new(
+                                    std::io::ErrorKind::TimedOut,
+                                    format!(
+                                        "no answer to the TLS handshake within {} s",
+                                        self.cfg.timeouts.connect.as_secs_f64()
+                                    ),
+                                )
+                            }
+                            _ => e,
+                        })?;
                 }
                 Conn::Tls(Box::new(stream))
             }
@@ -353,6 +410,12 @@ impl Sink for SyslogSink {
 
     fn dead_lettered(&self) -> u64 {
         self.stats.dead_lettered
+    }
+
+    fn delivery_bound(&self) -> Duration {
+        self.cfg
+            .timeouts
+            .bound(self.cfg.max_retries, 1, MAX_BACKOFF)
     }
 
     /// Connects (and, over TLS, completes the handshake); over UDP nothing answers,

@@ -135,6 +135,14 @@ pub struct NormalizeArgs {
     /// giving up (exponential backoff with jitter, up to 30 s apart).
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub retries: u32,
+    /// With an Elasticsearch/OpenSearch or syslog output: seconds to connect (with the
+    /// TLS handshake).
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub connect_timeout: u64,
+    /// With an Elasticsearch/OpenSearch output: seconds for one bulk request (default
+    /// 60); with a syslog output: for one write (default 30).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout: Option<u64>,
     /// Write rejected lines to this file as NDJSON (file, line, offset, reason, text)
     /// instead of reporting each on stderr.
     #[arg(long, value_name = "FILE")]
@@ -348,6 +356,7 @@ impl Args {
                         es.gzip = a.gzip;
                         es.batch_docs = a.batch_docs.max(1);
                         es.max_retries = a.retries;
+                        es.timeouts = timeouts(a.connect_timeout, a.timeout, es.timeouts);
                         es.dead_letter = a.dead_letter;
                         es.install_template =
                             a.install_template
@@ -366,6 +375,7 @@ impl Args {
                         sys.app_name = a.syslog_app_name;
                         sys.ca_file = a.ca_file.clone();
                         sys.max_retries = a.retries;
+                        sys.timeouts = timeouts(a.connect_timeout, a.timeout, sys.timeouts);
                         sys.max_message_bytes = a.syslog_max_bytes.max(1);
                         sys.oversize_dead_letter = (a.syslog_oversize == Oversize::DeadLetter)
                             .then(|| a.dead_letter.clone());
@@ -427,5 +437,18 @@ impl Args {
                 }),
             }),
         })
+    }
+}
+
+/// The output's timeouts from `--connect-timeout` and `--timeout`, over the sink's
+/// defaults.
+fn timeouts(
+    connect: u64,
+    io: Option<u64>,
+    default: sophos_tac::sinks::Timeouts,
+) -> sophos_tac::sinks::Timeouts {
+    sophos_tac::sinks::Timeouts {
+        connect: std::time::Duration::from_secs(connect),
+        io: io.map_or(default.io, std::time::Duration::from_secs),
     }
 }

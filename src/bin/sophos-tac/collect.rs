@@ -14,6 +14,9 @@ use crate::{EXIT_ERROR, EXIT_OK, EXIT_REJECTS, EXIT_TENANT_FAILED};
 /// abandoned (they run on blocking threads and cannot be interrupted).
 const ABANDONED_REQUESTS_WAIT: Duration = Duration::from_secs(1);
 
+/// How long after SIGTERM (or Ctrl-C) the process ends at the latest.
+const STOP_BOUND: Duration = Duration::from_secs(10);
+
 pub fn run(args: CollectArgs) -> anyhow::Result<u8> {
     crate::init_logging("info", args.log_format);
     let config = CollectConfig::load(&args.config)?;
@@ -32,7 +35,26 @@ pub fn run(args: CollectArgs) -> anyhow::Result<u8> {
             return Ok(check(&args, &config).await);
         }
         let collector = Arc::new(Collector::open(config)?);
-        let summary = collector.run(args.once).await?;
+        // Once a stop is asked for, the process ends within STOP_BOUND whatever a
+        // delivery under way does (a receiver that never answers): what it had not
+        // committed is repaired and delivered again at the next start, as after kill -9.
+        let watchdog = {
+            let collector = Arc::clone(&collector);
+            tokio::spawn(async move {
+                collector.stopped().await;
+                std::thread::spawn(|| {
+                    std::thread::sleep(STOP_BOUND);
+                    tracing::error!(
+                        bound_secs = STOP_BOUND.as_secs(),
+                        "stopping: a delivery was still under way after the stop bound; it is abandoned (repaired and delivered again at the next start)"
+                    );
+                    std::process::exit(i32::from(EXIT_ERROR));
+                });
+            })
+        };
+        let summary = collector.run(args.once).await;
+        watchdog.abort();
+        let summary = summary?;
         anyhow::Ok(if summary.tenants_failed > 0 {
             EXIT_TENANT_FAILED
         } else if summary.rejected > 0 {

@@ -431,8 +431,12 @@ fn passwords_never_reach_stderr_and_errors_are_one_line() {
             err.contains("http://***@127.0.0.1:1/idx") && err.contains("SOPHOS_TAC_ES_PASSWORD"),
             "{err}"
         );
-        // The same password from the environment, against a server that is not there.
+        // The same password from the environment, against a server that is not there,
+        // in a scratch directory: the undelivered documents go to the dead-letter file
+        // there, private, and the failing line says how many and where.
+        let scratch = tempfile::tempdir().unwrap();
         let out = bin()
+            .current_dir(scratch.path())
             .args([
                 "normalize",
                 "-o",
@@ -456,6 +460,15 @@ fn passwords_never_reach_stderr_and_errors_are_one_line() {
         );
         assert_eq!(last.matches("127.0.0.1:1/idx").count(), 1, "{last}");
         assert_eq!(last.matches("giving up").count(), 1, "{last}");
+        assert!(
+            last.ends_with("; 6 undelivered documents kept in sophos-tac-dead-letter.ndjson"),
+            "{last}"
+        );
+        let kept = scratch.path().join("sophos-tac-dead-letter.ndjson");
+        assert_eq!(std::fs::read_to_string(&kept).unwrap().lines().count(), 6);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{mode:o}");
     }
     // A syslog URL with credentials is refused the same way.
     let out = bin()

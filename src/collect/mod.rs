@@ -289,10 +289,7 @@ impl Collector {
             metrics.register_output(&o.name);
         }
         let rejects_path = config.file.state_dir.join("rejects.ndjson");
-        let rejects = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&rejects_path)
+        let rejects = crate::sinks::open_private(&rejects_path, crate::sinks::OpenMode::Append)
             .map_err(|e| CollectError::State(format!("{}: {e}", rejects_path.display())))?;
         let profile = Profile::by_name(&config.file.profile).unwrap_or_else(Profile::documented);
         Ok(Collector {

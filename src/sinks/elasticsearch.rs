@@ -312,9 +312,11 @@ impl EsSink {
     /// are first kept in the dead-letter file with the reason.
     fn give_up(&mut self, pending: &[Doc], reason: String) -> Result<(), Error> {
         if self.cfg.dead_letter_undelivered {
-            for doc in pending {
-                self.dead_letter(doc, &json!({ "undelivered": reason }))?;
-            }
+            let path = self.dead_letter.path().to_path_buf();
+            let kept = super::keep_undelivered(pending.len(), &path, |i| {
+                self.dead_letter(&pending[i], &json!({ "undelivered": reason }))
+            });
+            return Err(self.err(format!("{reason}; {kept}")));
         }
         Err(self.err(reason))
     }

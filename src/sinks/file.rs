@@ -46,14 +46,12 @@ impl FileSink {
                 source,
             })?;
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|source| Error::Create {
+        let file = super::open_private(&path, super::OpenMode::Append).map_err(|source| {
+            Error::Create {
                 path: path.clone(),
                 source,
-            })?;
+            }
+        })?;
         let len = file.metadata().map_err(write_err(&path))?.len();
         Ok(FileSink {
             path,

@@ -188,11 +188,16 @@ impl KafkaSink {
         lines: &[&[u8]],
         keys: &[String],
     ) -> Result<(), Error> {
-        if self.cfg.dead_letter_undelivered {
-            for (i, reason) in undelivered {
-                self.keep(&keys[*i], lines[*i], json!({ "undelivered": reason }))?;
-            }
-        }
+        let kept = if self.cfg.dead_letter_undelivered {
+            let path = self.dead_letter.path().to_path_buf();
+            let kept = super::keep_undelivered(undelivered.len(), &path, |n| {
+                let (i, reason) = &undelivered[n];
+                self.keep(&keys[*i], lines[*i], json!({ "undelivered": reason }))
+            });
+            format!("; {kept}")
+        } else {
+            String::new()
+        };
         let first = undelivered.first().map_or("", |(_, r)| r.as_str());
         let cause = self
             .producer
@@ -210,7 +215,7 @@ impl KafkaSink {
             }
         }
         Err(self.err(format!(
-            "{} of {} messages not acknowledged: {first}{cause}",
+            "{} of {} messages not acknowledged: {first}{cause}{kept}",
             undelivered.len(),
             lines.len()
         )))

@@ -22,6 +22,33 @@ use std::io::Write;
 
 use crate::error::Error;
 
+/// How [`open_private`] opens a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Appends to the file (created when missing).
+    Append,
+    /// Starts the file anew (created when missing).
+    Truncate,
+}
+
+/// Opens a file the product writes detection data to (an output, rejects, dead
+/// letters): created readable and writable by its owner only (0600 on Unix; an
+/// existing file keeps its mode).
+pub fn open_private(path: &std::path::Path, mode: OpenMode) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true);
+    match mode {
+        OpenMode::Append => options.append(true),
+        OpenMode::Truncate => options.write(true).truncate(true),
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
+}
+
 /// A dead-letter file: NDJSON records of what an output refused for good or set aside,
 /// each with its reason. Opened (for appending) on the first record; each record is
 /// synced before the call returns, so a kept document is never lost.
@@ -37,16 +64,18 @@ impl DeadLetter {
         DeadLetter { path, file: None }
     }
 
+    /// Where it is.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     /// Appends one record (a line of JSON) and syncs it.
     pub fn write(&mut self, record: &serde_json::Value) -> Result<(), Error> {
         let file = match &mut self.file {
             Some(f) => f,
             None => {
-                let f = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&self.path)
-                    .map_err(|source| Error::Create {
+                let f =
+                    open_private(&self.path, OpenMode::Append).map_err(|source| Error::Create {
                         path: self.path.clone(),
                         source,
                     })?;
@@ -60,6 +89,28 @@ impl DeadLetter {
                 source,
             })
     }
+}
+
+/// Keeps `count` undelivered documents with `keep(i)` for each, and says so for the
+/// failing line: how many, and where, or where keeping them failed (which never hides
+/// the delivery's own cause: the caller puts this after it).
+pub fn keep_undelivered(
+    count: usize,
+    path: &std::path::Path,
+    mut keep: impl FnMut(usize) -> Result<(), Error>,
+) -> String {
+    for i in 0..count {
+        if let Err(e) = keep(i) {
+            return format!(
+                "and keeping the undelivered documents failed after {i} of {count}: {e}"
+            );
+        }
+    }
+    format!(
+        "{count} undelivered document{} kept in {}",
+        if count == 1 { "" } else { "s" },
+        path.display()
+    )
 }
 
 /// The key of a document given without one: the key of the row it was made from (its
@@ -284,6 +335,30 @@ impl<S: Sink> Write for SinkWriter<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn undelivered_documents_are_counted_and_a_failing_dead_letter_file_does_not_hide_the_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dl.ndjson");
+        let mut dl = DeadLetter::new(path.clone());
+        let said = keep_undelivered(2, &path, |i| dl.write(&serde_json::json!({ "i": i })));
+        assert_eq!(
+            said,
+            format!("2 undelivered documents kept in {}", path.display())
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        let mut dl = DeadLetter::new(dir.path().join("no/such/dir/dl.ndjson"));
+        let said = keep_undelivered(3, &path, |i| dl.write(&serde_json::json!({ "i": i })));
+        assert!(
+            said.starts_with("and keeping the undelivered documents failed after 0 of 3: "),
+            "{said}"
+        );
+    }
 
     #[test]
     fn urls_are_redacted_and_credentials_refused() {

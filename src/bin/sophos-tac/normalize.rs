@@ -138,8 +138,16 @@ impl Report {
     }
 }
 
-pub(crate) fn create(path: &std::path::Path) -> Result<BufWriter<File>, Error> {
-    File::create(path)
+/// Creates (or starts anew, or with `append` appends to) an output or rejects file,
+/// readable by its owner only.
+pub(crate) fn create(path: &std::path::Path, append: bool) -> Result<BufWriter<File>, Error> {
+    use sophos_tac::sinks::{OpenMode, open_private};
+    let mode = if append {
+        OpenMode::Append
+    } else {
+        OpenMode::Truncate
+    };
+    open_private(path, mode)
         .map(|f| BufWriter::with_capacity(256 * 1024, f))
         .map_err(|source| Error::Create {
             path: path.to_path_buf(),
@@ -157,7 +165,11 @@ pub fn run(c: NormalizeConfig) -> anyhow::Result<u8> {
         c.log_format,
     );
     let rejects = match &c.rejects {
-        Some(p) => Some(RejectsWriter::new(p.display().to_string(), create(p)?)),
+        // Consuming Kafka, a restart must not erase rejects whose offsets were committed.
+        Some(p) => Some(RejectsWriter::new(
+            p.display().to_string(),
+            create(p, c.kafka_input.is_some())?,
+        )),
         None => None,
     };
     if let Some(kafka) = &c.kafka_input {
@@ -172,7 +184,7 @@ pub fn run(c: NormalizeConfig) -> anyhow::Result<u8> {
     let mut syslog_writer = None;
     let (mut out, out_name): (Box<dyn Write>, String) = match &c.output {
         Target::Stdout => (Box::new(stdout_file()), "<stdout>".to_string()),
-        Target::File(p) => (Box::new(create(p)?), p.display().to_string()),
+        Target::File(p) => (Box::new(create(p, false)?), p.display().to_string()),
         Target::Elasticsearch(es) => {
             let name = sophos_tac::sinks::redact_url(&format!("{}/{}", es.url, es.index));
             let writer = Rc::new(RefCell::new(SinkWriter::new(

@@ -659,3 +659,75 @@ fn a_receiver_that_never_answers_fails_within_the_timeouts() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(took < std::time::Duration::from_secs(20), "took {took:?}");
 }
+
+/// A bulk endpoint that refuses every item with `status` (as Elasticsearch does for an
+/// API key without `create_doc`, 403, or a missing index with auto-create off, 404):
+/// a stand-in, since no Elasticsearch with security can run here.
+fn refusing_bulk_server(status: u16) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                .unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head).to_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0u8; len];
+            let _ = s.read_exact(&mut body);
+            let items = String::from_utf8_lossy(&body)
+                .matches("{\"create\"")
+                .count();
+            let item = format!(
+                "{{\"create\":{{\"status\":{status},\"error\":{{\"type\":\"security_exception\",\"reason\":\"action [indices:data/write/bulk[s]] is unauthorized\"}}}}}}"
+            );
+            let answer = format!(
+                "{{\"took\":1,\"errors\":true,\"items\":[{}]}}",
+                vec![item; items].join(",")
+            );
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn per_item_401_403_404_fail_the_delivery_instead_of_dead_lettering_documents() {
+    for status in [401, 403, 404] {
+        let port = refusing_bulk_server(status);
+        let scratch = tempfile::tempdir().unwrap();
+        let out = bin()
+            .current_dir(scratch.path())
+            .args(["normalize", "-o", &format!("http://127.0.0.1:{port}/idx")])
+            .arg(example())
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        let last = err.lines().last().unwrap();
+        assert!(
+            last.contains(&format!("the index refused the documents (HTTP {status}")),
+            "{last}"
+        );
+        // Kept as undelivered (to send again), not as documents refused for good.
+        let kept =
+            std::fs::read_to_string(scratch.path().join("sophos-tac-dead-letter.ndjson")).unwrap();
+        assert_eq!(kept.lines().count(), 6);
+        assert!(
+            kept.lines().all(|l| l.contains("\"undelivered\"")),
+            "{kept}"
+        );
+    }
+}

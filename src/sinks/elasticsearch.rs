@@ -373,6 +373,7 @@ impl EsSink {
                             )));
                         }
                         let mut again = Vec::new();
+                        let mut refused: Option<String> = None;
                         for (doc, item) in pending.into_iter().zip(items) {
                             let result = item
                                 .get("create")
@@ -381,6 +382,15 @@ impl EsSink {
                                 .unwrap_or(Value::Null);
                             let status = result["status"].as_u64().unwrap_or(0) as u16;
                             let error = result.get("error").cloned().unwrap_or(Value::Null);
+                            // Not the document's fault: the credential may not write to
+                            // the index, or the index is missing (auto-create off).
+                            if matches!(status, 401 | 403 | 404) {
+                                refused.get_or_insert_with(|| {
+                                    format!("HTTP {status}: {}", excerpt(&error.to_string()))
+                                });
+                                again.push(doc);
+                                continue;
+                            }
                             match classify(status, &error.to_string()) {
                                 Verdict::Delivered => {
                                     self.stats.delivered += 1;
@@ -396,6 +406,12 @@ impl EsSink {
                             }
                         }
                         pending = again;
+                        if let Some(reason) = refused {
+                            return self.give_up(
+                                &pending,
+                                format!("the index refused the documents ({reason}): check the credential's privileges on the index (create_doc) and that the index exists or may be created"),
+                            );
+                        }
                         if pending.is_empty() {
                             return Ok(());
                         }

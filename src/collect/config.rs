@@ -316,8 +316,8 @@ impl CollectConfig {
     pub fn load(path: &Path) -> Result<CollectConfig, CollectError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| CollectError::Config(format!("{}: {e}", path.display())))?;
-        let mut file: ConfigFile = toml::from_str(&text)
-            .map_err(|e| CollectError::Config(format!("{}: {e}", path.display())))?;
+        let mut file: ConfigFile =
+            toml::from_str(&text).map_err(|e| CollectError::Config(toml_error(path, &text, &e)))?;
         let mut warnings = Vec::new();
         warn_if_shared(path, &mut warnings);
         let secret = match (&file.client_secret_env, &file.client_secret_file) {
@@ -341,28 +341,9 @@ impl CollectConfig {
         if secret.is_empty() {
             return Err(CollectError::Config("the client secret is empty".into()));
         }
+        check_bounds(&file)
+            .map_err(|e| CollectError::Config(format!("{}: {e}", path.display())))?;
         let q = &file.query;
-        if q.lookback_secs > 30 * 86_400 {
-            return Err(CollectError::Config(
-                "query.lookback_secs is at most 30 days (2592000)".into(),
-            ));
-        }
-        if q.page_size == 0 || q.page_size > 2000 || q.max_window_secs == 0 {
-            return Err(CollectError::Config(
-                "query.page_size is 1 to 2000, and query.max_window_secs at least 1".into(),
-            ));
-        }
-        if q.max_window_pages == 0 {
-            return Err(CollectError::Config(
-                "query.max_window_pages is at least 1".into(),
-            ));
-        }
-        if q.late_horizon_secs > 30 * 86_400 {
-            return Err(CollectError::Config(
-                "query.late_horizon_secs is at most 30 days (2592000), what the Data Lake keeps"
-                    .into(),
-            ));
-        }
         if q.late_horizon_secs > 0 && q.late_sweep_secs == 0 {
             return Err(CollectError::Config(
                 "query.late_sweep_secs is at least 1 (set late_horizon_secs = 0 to turn the sweep off)"
@@ -562,6 +543,21 @@ fn check_outputs(file: &mut ConfigFile) -> Result<(), CollectError> {
         if o.name.is_empty() {
             o.name = o.kind.clone();
         }
+        let foreign: Vec<&str> = o
+            .keys_set()
+            .into_iter()
+            .filter(|k| !keys_of(&o.kind).contains(k))
+            .collect();
+        if !foreign.is_empty() {
+            return Err(CollectError::Config(format!(
+                "output {:?} (type {:?}): {} do{} not apply to this type (it takes: {})",
+                o.name,
+                o.kind,
+                foreign.join(", "),
+                if foreign.len() == 1 { "es" } else { "" },
+                keys_of(&o.kind).join(", ")
+            )));
+        }
         let plain = o
             .name
             .chars()
@@ -591,6 +587,215 @@ fn check_outputs(file: &mut ConfigFile) -> Result<(), CollectError> {
     Ok(())
 }
 
+/// A TOML error as one line: the file, the line and column, and TOML's own message.
+fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().replace(['\n', '\r'], " ");
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |p| p + 1) + 1;
+            format!("{}:{line}:{column}: {message}", path.display())
+        }
+        None => format!("{}: {message}", path.display()),
+    }
+}
+
+/// The keys each output type takes (besides `type` and `name`).
+fn keys_of(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "file" => &["path", "rotate_bytes", "rotate_secs", "timeout_secs"],
+        "elasticsearch" => &[
+            "url",
+            "api_key_env",
+            "username",
+            "password_env",
+            "ca_file",
+            "gzip",
+            "install_template",
+            "data_stream",
+            "batch_docs",
+            "batch_bytes",
+            "dead_letter",
+            "max_retries",
+            "connect_timeout_secs",
+            "timeout_secs",
+        ],
+        "syslog" => &[
+            "url",
+            "ca_file",
+            "dead_letter",
+            "max_retries",
+            "facility",
+            "severity",
+            "app_name",
+            "max_message_bytes",
+            "oversize",
+            "connect_timeout_secs",
+            "timeout_secs",
+        ],
+        "kafka" => &[
+            "url",
+            "properties",
+            "password_env",
+            "ca_file",
+            "dead_letter",
+        ],
+        _ => &[],
+    }
+}
+
+impl OutputSection {
+    /// Its name, or its type while it has none.
+    fn name_or_kind(&self) -> &str {
+        if self.name.is_empty() {
+            &self.kind
+        } else {
+            &self.name
+        }
+    }
+
+    /// The keys this table sets (besides `type` and `name`).
+    fn keys_set(&self) -> Vec<&'static str> {
+        let set = [
+            ("url", self.url.is_some()),
+            ("properties", !self.properties.is_empty()),
+            ("api_key_env", self.api_key_env.is_some()),
+            ("username", self.username.is_some()),
+            ("password_env", self.password_env.is_some()),
+            ("ca_file", self.ca_file.is_some()),
+            ("gzip", self.gzip),
+            ("install_template", self.install_template),
+            ("data_stream", self.data_stream),
+            ("batch_docs", self.batch_docs.is_some()),
+            ("batch_bytes", self.batch_bytes.is_some()),
+            ("dead_letter", self.dead_letter.is_some()),
+            ("max_retries", self.max_retries.is_some()),
+            ("connect_timeout_secs", self.connect_timeout_secs.is_some()),
+            ("timeout_secs", self.timeout_secs.is_some()),
+            ("facility", self.facility.is_some()),
+            ("severity", self.severity.is_some()),
+            ("app_name", self.app_name.is_some()),
+            ("max_message_bytes", self.max_message_bytes.is_some()),
+            ("oversize", self.oversize.is_some()),
+            ("path", self.path.is_some()),
+            ("rotate_bytes", self.rotate_bytes.is_some()),
+            ("rotate_secs", self.rotate_secs.is_some()),
+        ];
+        set.into_iter()
+            .filter(|(_, s)| *s)
+            .map(|(k, _)| k)
+            .collect()
+    }
+}
+
+const DAY: u64 = 86_400;
+
+/// Every duration and count of the file within its range, or the first that is not,
+/// named with its key and its range.
+fn check_bounds(file: &ConfigFile) -> Result<(), String> {
+    let q = &file.query;
+    let l = &file.limits;
+    let mut checks: Vec<(String, u64, u64, u64)> = vec![
+        ("query.lookback_secs".into(), q.lookback_secs, 0, 30 * DAY),
+        ("query.overlap_secs".into(), q.overlap_secs, 0, DAY),
+        (
+            "query.max_window_secs".into(),
+            q.max_window_secs,
+            1,
+            30 * DAY,
+        ),
+        (
+            "query.max_window_pages".into(),
+            q.max_window_pages.into(),
+            1,
+            1_000,
+        ),
+        (
+            "query.late_horizon_secs".into(),
+            q.late_horizon_secs,
+            0,
+            30 * DAY,
+        ),
+        (
+            "query.late_sweep_secs".into(),
+            q.late_sweep_secs,
+            0,
+            7 * DAY,
+        ),
+        (
+            "query.poll_interval_ms".into(),
+            q.poll_interval_ms,
+            1,
+            60_000,
+        ),
+        (
+            "query.query_timeout_secs".into(),
+            q.query_timeout_secs,
+            1,
+            DAY,
+        ),
+        ("query.page_size".into(), q.page_size.into(), 1, 2_000),
+        ("query.interval_secs".into(), q.interval_secs, 1, DAY),
+        ("limits.concurrency".into(), l.concurrency as u64, 1, 256),
+        (
+            "limits.per_second".into(),
+            l.per_second.into(),
+            1,
+            1_000_000,
+        ),
+        (
+            "limits.per_minute".into(),
+            l.per_minute.into(),
+            1,
+            1_000_000_000,
+        ),
+        (
+            "limits.per_hour".into(),
+            l.per_hour.into(),
+            1,
+            1_000_000_000,
+        ),
+        ("limits.per_day".into(), l.per_day.into(), 1, 1_000_000_000),
+        ("limits.max_retries".into(), l.max_retries.into(), 0, 100),
+        (
+            "limits.request_timeout_secs".into(),
+            l.request_timeout_secs,
+            1,
+            3_600,
+        ),
+    ];
+    for o in &file.output {
+        let key = |k: &str| format!("output {:?}: {k}", o.name_or_kind());
+        let mut opt = |k: &str, v: Option<u64>, lo: u64, hi: u64| {
+            if let Some(v) = v {
+                checks.push((key(k), v, lo, hi));
+            }
+        };
+        opt("max_retries", o.max_retries.map(u64::from), 0, 100);
+        opt("batch_docs", o.batch_docs.map(|v| v as u64), 1, 100_000);
+        opt("batch_bytes", o.batch_bytes.map(|v| v as u64), 1, 1 << 30);
+        opt(
+            "max_message_bytes",
+            o.max_message_bytes.map(|v| v as u64),
+            64,
+            16 << 20,
+        );
+        opt("rotate_bytes", o.rotate_bytes, 1, u64::MAX);
+        opt("rotate_secs", o.rotate_secs, 1, 366 * DAY);
+        opt("connect_timeout_secs", o.connect_timeout_secs, 1, 3_600);
+        opt("timeout_secs", o.timeout_secs, 1, 3_600);
+        opt("facility", o.facility.map(u64::from), 0, 23);
+        opt("severity", o.severity.map(u64::from), 0, 7);
+    }
+    for (key, value, lo, hi) in checks {
+        if value < lo || value > hi {
+            return Err(format!("{key} is {value}: it must be from {lo} to {hi}"));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(unix)]
 fn warn_if_shared(path: &Path, warnings: &mut Vec<String>) {
     use std::os::unix::fs::PermissionsExt;
@@ -611,6 +816,73 @@ fn warn_if_shared(_path: &Path, _warnings: &mut Vec<String>) {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Loads `text` as a configuration file (the secret from a variable that is set).
+    fn load(text: &str) -> Result<CollectConfig, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        CollectConfig::load(&path)
+            .map_err(|e| e.to_string().replace(&path.display().to_string(), "c.toml"))
+    }
+
+    const BASE: &str = "client_id = \"x\"\nclient_secret_env = \"PATH\"\nstate_dir = \"/tmp/s\"\n";
+
+    #[test]
+    fn every_duration_and_count_has_a_bound_named_with_its_key() {
+        for (section, key, value, range) in [
+            ("query", "max_window_secs", "1000000000000", "1 to 2592000"),
+            ("query", "overlap_secs", "1000000000000", "0 to 86400"),
+            ("query", "page_size", "0", "1 to 2000"),
+            ("query", "interval_secs", "0", "1 to 86400"),
+            ("limits", "concurrency", "0", "1 to 256"),
+            ("limits", "request_timeout_secs", "99999999", "1 to 3600"),
+        ] {
+            let text = format!("{BASE}[{section}]\n{key} = {value}\n[output]\ntype = \"stdout\"\n");
+            let err = load(&text).unwrap_err();
+            assert_eq!(
+                err,
+                format!(
+                    "configuration: c.toml: {section}.{key} is {value}: it must be from {range}"
+                ),
+            );
+        }
+        let text = format!(
+            "{BASE}[output]\ntype = \"syslog\"\nurl = \"syslog+tcp://h:1\"\ntimeout_secs = 0\n"
+        );
+        assert!(
+            load(&text)
+                .unwrap_err()
+                .ends_with("output \"syslog\": timeout_secs is 0: it must be from 1 to 3600")
+        );
+        let ok = format!("{BASE}[output]\ntype = \"stdout\"\n");
+        assert!(load(&ok).is_ok());
+    }
+
+    #[test]
+    fn keys_of_another_output_type_are_refused() {
+        let text = format!(
+            "{BASE}[output]\ntype = \"file\"\npath = \"/tmp/o\"\nbatch_docs = 10\nurl = \"http://h/i\"\n"
+        );
+        let err = load(&text).unwrap_err();
+        assert!(
+            err.contains("output \"file\" (type \"file\"): url, batch_docs do not apply to this type (it takes: path, rotate_bytes, rotate_secs, timeout_secs)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_toml_error_is_one_line_with_its_place() {
+        let err = load("client_id = \"x\"\n").unwrap_err();
+        assert!(!err.contains('\n'), "{err}");
+        assert!(
+            err.starts_with("configuration: c.toml:1:1: missing field"),
+            "{err}"
+        );
+        let err = load(&format!("{BASE}[query]\npage_size = \"big\"\n")).unwrap_err();
+        assert!(err.starts_with("configuration: c.toml:5:13: "), "{err}");
+        assert!(!err.contains('|'), "{err}");
+    }
 
     #[test]
     fn secret_is_never_shown() {

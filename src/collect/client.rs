@@ -478,7 +478,7 @@ impl Client {
                 .headers()
                 .get("retry-after")
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| retry_after(v));
+                .and_then(retry_after);
             let body = response
                 .into_body()
                 .with_config()

@@ -55,6 +55,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Another process holds the file's lock: it is writing to it.
+    #[error("{path}: another process is writing to this file (it holds the file's lock); give each process its own file", path = path.display())]
+    Locked {
+        /// The file.
+        path: PathBuf,
+    },
     /// An output file could not be created.
     #[error("{path}: cannot create: {source}", path = path.display())]
     Create {

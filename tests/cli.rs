@@ -1,5 +1,7 @@
 //! End-to-end tests: the real binary, in a scratch directory.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -360,7 +362,7 @@ fn progress_bar_is_drawn_on_a_terminal_only() {
         "normalize --progress always --rejects /dev/null {}",
         input.display()
     )) else {
-        eprintln!("skipped: no `script` command");
+        eprintln!("skipped: no `script` command (util-linux)");
         return;
     };
     assert!(
@@ -660,53 +662,10 @@ fn a_receiver_that_never_answers_fails_within_the_timeouts() {
     assert!(took < std::time::Duration::from_secs(20), "took {took:?}");
 }
 
-/// A bulk endpoint that refuses every item with `status` (as Elasticsearch does for an
-/// API key without `create_doc`, 403, or a missing index with auto-create off, 404):
-/// a stand-in, since no Elasticsearch with security can run here.
-fn refusing_bulk_server(status: u16) -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for mut s in listener.incoming().flatten() {
-            s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-                .unwrap();
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
-                head.push(byte[0]);
-            }
-            let head = String::from_utf8_lossy(&head).to_lowercase();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            let mut body = vec![0u8; len];
-            let _ = s.read_exact(&mut body);
-            let items = String::from_utf8_lossy(&body)
-                .matches("{\"create\"")
-                .count();
-            let item = format!(
-                "{{\"create\":{{\"status\":{status},\"error\":{{\"type\":\"security_exception\",\"reason\":\"action [indices:data/write/bulk[s]] is unauthorized\"}}}}}}"
-            );
-            let answer = format!(
-                "{{\"took\":1,\"errors\":true,\"items\":[{}]}}",
-                vec![item; items].join(",")
-            );
-            let _ = write!(
-                s,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
-                answer.len()
-            );
-        }
-    });
-    port
-}
-
 #[test]
 fn per_item_401_403_404_fail_the_delivery_instead_of_dead_lettering_documents() {
     for status in [401, 403, 404] {
-        let port = refusing_bulk_server(status);
+        let port = common::servers::refusing_bulk_server(status);
         let scratch = tempfile::tempdir().unwrap();
         let out = bin()
             .current_dir(scratch.path())
@@ -730,4 +689,66 @@ fn per_item_401_403_404_fail_the_delivery_instead_of_dead_lettering_documents() 
             "{kept}"
         );
     }
+}
+
+/// A 70 KB document between two small ones over UDP: it cannot be one datagram, so it is
+/// kept in the dead-letter file with the reason (before: EMSGSIZE, exit 2, the first
+/// small one sent three times and the last never).
+#[test]
+fn a_document_over_a_udp_datagram_is_kept_aside_and_the_others_sent_once() {
+    let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    receiver
+        .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .unwrap();
+    let port = receiver.local_addr().unwrap().port();
+    let input = format!(
+        "{{\"meta_hostname\":\"first\"}}\n{{\"meta_hostname\":\"big\",\"data\":\"{}\"}}\n{{\"meta_hostname\":\"last\"}}\n",
+        "x".repeat(70_000)
+    );
+    let scratch = tempfile::tempdir().unwrap();
+    let mut child = bin()
+        .current_dir(scratch.path())
+        .args([
+            "normalize",
+            "-o",
+            &format!("syslog+udp://127.0.0.1:{port}"),
+            "--retries",
+            "2",
+            "--syslog-max-bytes",
+            "200000",
+        ])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = text(&out.stderr);
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 70_000];
+    while let Ok(n) = receiver.recv(&mut buf) {
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert_eq!(got.len(), 2, "{got:?} {err}");
+    assert!(
+        got[0].contains("\"first\"") && got[1].contains("\"last\""),
+        "{got:?}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("1 kept in sophos-tac-dead-letter.ndjson"),
+        "{err}"
+    );
+    let kept =
+        std::fs::read_to_string(scratch.path().join("sophos-tac-dead-letter.ndjson")).unwrap();
+    assert_eq!(kept.lines().count(), 1);
+    assert!(
+        kept.contains("over the 65507 bytes one UDP datagram takes"),
+        "{kept}"
+    );
 }

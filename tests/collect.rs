@@ -120,18 +120,43 @@ fn kill_9_at_random_points_never_loses_or_doubles_a_row() {
     let mut logs = String::new();
     let started = Instant::now();
     let mut kills = 0;
+    // Runs killed after at least one committed window, and runs that died between a
+    // delivery and its commit (every third run aborts there on purpose).
+    let (mut after_a_window, mut mid_window) = (0, 0);
     while started.elapsed() < Duration::from_secs(12) || kills < 10 {
-        logs += &setup.kill_9_after(50 + rnd(700));
+        let log = if kills % 3 == 2 {
+            let (aborted, log) = setup.crash_after_deliveries(1 + rnd(3), Duration::from_secs(5));
+            mid_window += u32::from(aborted);
+            log
+        } else {
+            setup.kill_9_after(50 + rnd(700))
+        };
+        after_a_window += u32::from(log.contains("window delivered"));
+        logs += &log;
         kills += 1;
     }
     // Wait until every row is visible, then catch up.
     wait_for_every_row(&sim);
     let (code, log) = setup.once();
     assert_eq!(code, 0, "{log}");
+    let repaired = (logs.clone() + &log)
+        .matches("repairing a delivery")
+        .count() as u32;
     println!(
-        "{kills} kills; {} interrupted deliveries repaired; {} windows delivered before the last pass",
-        logs.matches("repairing a delivery").count(),
-        logs.matches("window delivered").count()
+        "{kills} kills: {after_a_window} after a committed window, {mid_window} between a delivery and its commit; {repaired} interrupted deliveries repaired"
+    );
+    // The kills must have landed where they test something.
+    assert!(
+        after_a_window >= 4,
+        "only {after_a_window} kills after a committed window"
+    );
+    assert!(
+        mid_window >= 2,
+        "only {mid_window} crashes between a delivery and its commit"
+    );
+    assert!(
+        repaired >= mid_window,
+        "{repaired} repairs for {mid_window} crashes mid-window"
     );
     assert_exactly_once(&sim, &setup);
     assert!(
@@ -245,4 +270,48 @@ fn a_huge_expires_in_is_capped_not_a_panic() {
     let (code, log) = setup.once();
     assert_eq!(code, 0, "{log}");
     assert_exactly_once(&sim, &setup);
+}
+
+/// Two collectors with state directories of their own and one output file: the second
+/// stops at once with one line naming the file (before, the file ended with every row
+/// twice, and a crash let one cut the other's committed rows).
+#[test]
+fn a_second_collector_on_the_same_output_file_is_refused() {
+    let sim = Sim::start(&["--rows", "50", "--future-secs", "4"]);
+    let first = Setup::new(&sim, "");
+    let second = Setup::new(&sim, "");
+    let shared_out = first.dir.path().join("out/sophos-tac.ndjson");
+    let text = std::fs::read_to_string(&second.config).unwrap();
+    let own_out = second.dir.path().join("out/sophos-tac.ndjson");
+    std::fs::write(
+        &second.config,
+        text.replace(
+            &own_out.display().to_string(),
+            &shared_out.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let mut running = first
+        .command(&[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let bound = Instant::now() + Duration::from_secs(30);
+    while !shared_out.exists() {
+        assert!(
+            Instant::now() < bound,
+            "the first collector did not open its output"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, log) = second.once();
+    let _ = running.kill();
+    let _ = running.wait();
+    assert_eq!(code, 2, "{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("another process is writing to this file"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(line.contains(&shared_out.display().to_string()), "{line}");
 }

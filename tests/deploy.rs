@@ -19,7 +19,7 @@ fn repo(path: &str) -> std::path::PathBuf {
 /// Runs a tool, or says why the test is skipped when it is not installed.
 fn tool(name: &str, args: &[&str], dir: &Path) -> Option<std::process::Output> {
     if Command::new(name).arg("--version").output().is_err() {
-        eprintln!("SKIPPED: {name} is not installed (.ci/run installs it with apt-get)");
+        common::missing_tool(name, "apt-get install prometheus systemd");
         return None;
     }
     let mut c = Command::new(name);

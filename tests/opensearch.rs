@@ -562,3 +562,44 @@ fn an_output_down_holds_the_checkpoint_and_nothing_is_lost() {
     let expected: usize = sim.rows().values().sum();
     assert_eq!(count(&server.url, "detections"), expected as u64);
 }
+
+/// `collect --check` proves that it may write to the index: a probe document goes in
+/// and is deleted (the index holds nothing after it), and an index that refuses
+/// documents (a key without `create_doc`: per-item 403) is a PROBLEM line saying so.
+#[test]
+fn check_proves_it_may_write_to_the_index_and_leaves_nothing() {
+    let server = Server::start();
+    let refusing = common::servers::refusing_bulk_server(403);
+    let sim = common::collect::Sim::start(&["--rows", "5"]);
+    for (url, ok) in [
+        (format!("{}/probe-idx", server.url), true),
+        (format!("http://127.0.0.1:{refusing}/probe-idx"), false),
+    ] {
+        let setup = common::collect::Setup::new(&sim, "");
+        let text = std::fs::read_to_string(&setup.config).unwrap();
+        let out = setup.dir.path().join("out/sophos-tac.ndjson");
+        let text = text.replace(
+            &format!("type = \"file\"\npath = \"{}\"", out.display()),
+            &format!("type = \"elasticsearch\"\nurl = \"{url}\""),
+        );
+        std::fs::write(&setup.config, text).unwrap();
+        let out = bounded(setup.command(&["--check"]), Duration::from_secs(60));
+        let report = String::from_utf8_lossy(&out.stdout).into_owned();
+        let line = report
+            .lines()
+            .find(|l| l.contains("output elasticsearch"))
+            .unwrap_or_else(|| panic!("{report}"));
+        if ok {
+            assert!(line.starts_with("ok "), "{report}");
+            let _ = http(&server.url, "POST", "/probe-idx/_refresh", "");
+            let (_, count) = http(&server.url, "GET", "/probe-idx/_count", "");
+            let count: Value = serde_json::from_str(&count).unwrap();
+            assert_eq!(count["count"], 0, "the probe was deleted: {count}");
+        } else {
+            assert!(line.starts_with("PROBLEM "), "{report}");
+            assert!(line.contains("refuses a document (HTTP 403"), "{line}");
+            assert!(line.contains("create_doc"), "{line}");
+            assert_eq!(out.status.code(), Some(2));
+        }
+    }
+}

@@ -177,7 +177,7 @@ fn promtool_check(metrics: &str) {
         .stderr(Stdio::piped())
         .spawn()
     else {
-        eprintln!("SKIPPED promtool check: no promtool (apt-get install prometheus; .ci/run does)");
+        common::missing_tool("promtool", "apt-get install prometheus");
         return;
     };
     child
@@ -276,7 +276,7 @@ fn prometheus_sees_every_delivered_row_across_restarts() {
         &listen(port),
     );
     let Some(prometheus) = Prometheus::start(setup.dir.path(), port) else {
-        eprintln!("SKIPPED: no prometheus binary (apt-get install prometheus; .ci/run does)");
+        common::missing_tool("prometheus", "apt-get install prometheus");
         return;
     };
     let child = start(&setup);

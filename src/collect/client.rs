@@ -78,11 +78,22 @@ pub enum Fetched {
 }
 
 /// A token and when it was obtained.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Token {
     value: String,
     obtained: Instant,
     renew_at: Instant,
+}
+
+/// Shows when, never the token itself.
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("value", &"***")
+            .field("obtained", &self.obtained)
+            .field("renew_at", &self.renew_at)
+            .finish()
+    }
 }
 
 /// Limits requests to N per window, for several windows at once.
@@ -519,6 +530,8 @@ impl Client {
                 let region = v["apiHosts"]["dataRegion"].as_str().ok_or_else(|| {
                     CollectError::Protocol(format!("{url}: no apiHosts.dataRegion"))
                 })?;
+                crate::sinks::refuse_plain_http(region, false, "apiHosts.dataRegion")
+                    .map_err(|e| CollectError::Protocol(format!("{url}: {e}")))?;
                 Ok(Principal::Tenant {
                     id,
                     data_region: region.trim_end_matches('/').to_string(),
@@ -564,6 +577,9 @@ impl Client {
                 let (Some(id), Some(host)) = (t["id"].as_str(), t["apiHost"].as_str()) else {
                     continue;
                 };
+                // The token goes to this host: never in clear.
+                crate::sinks::refuse_plain_http(host, false, "a tenant's apiHost")
+                    .map_err(|e| CollectError::Protocol(format!("{url}: {e}")))?;
                 tenants.push(Tenant {
                     id: id.into(),
                     name: t["name"].as_str().unwrap_or(id).into(),
@@ -716,6 +732,18 @@ fn excerpt(body: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_is_never_shown_by_debug() {
+        let now = Instant::now();
+        let token = Token {
+            value: "eyJhbGciOi-secret-token".into(),
+            obtained: now,
+            renew_at: now,
+        };
+        let shown = format!("{token:?} {:?}", Some(&token));
+        assert!(!shown.contains("secret-token"), "{shown}");
+    }
 
     #[test]
     fn odd_numbers_from_the_api_are_bounded() {

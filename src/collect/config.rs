@@ -251,6 +251,11 @@ pub struct OutputSection {
     pub username: Option<String>,
     /// …and an environment variable holding its password.
     pub password_env: Option<String>,
+    /// For `elasticsearch`: take a plain `http://` URL to a host that is not loopback
+    /// (refused by default: the credentials and documents would cross the network in
+    /// clear).
+    #[serde(default)]
+    pub allow_http: bool,
     /// For `elasticsearch`: a PEM file of CA certificates to trust.
     pub ca_file: Option<PathBuf>,
     /// For `elasticsearch`: gzip bulk requests.
@@ -343,6 +348,12 @@ impl CollectConfig {
         }
         check_bounds(&file)
             .map_err(|e| CollectError::Config(format!("{}: {e}", path.display())))?;
+        for (url, what) in [
+            (&file.auth_url, "auth_url"),
+            (&file.global_url, "global_url"),
+        ] {
+            crate::sinks::refuse_plain_http(url, false, what).map_err(CollectError::Config)?;
+        }
         let q = &file.query;
         if q.late_horizon_secs > 0 && q.late_sweep_secs == 0 {
             return Err(CollectError::Config(
@@ -407,6 +418,7 @@ impl CollectConfig {
         sys.max_message_bytes = o.max_message_bytes.unwrap_or(sys.max_message_bytes).max(1);
         sys.max_retries = o.max_retries.unwrap_or(sys.max_retries);
         sys.timeouts = timeouts(o, sys.timeouts);
+        sys.refused_dead_letter = Some(self.dead_letter(o));
         sys.oversize_dead_letter = match o.oversize.as_deref() {
             None | Some("send") => None,
             Some("dead-letter") => Some(self.dead_letter(o)),
@@ -458,9 +470,11 @@ impl CollectConfig {
     pub fn elasticsearch(&self, o: &OutputSection) -> Result<crate::sinks::EsConfig, CollectError> {
         let profile = crate::mapping::Profile::by_name(&self.file.profile)
             .unwrap_or_else(crate::mapping::Profile::documented);
+        let url = o.url.as_deref().unwrap_or_default();
+        crate::sinks::refuse_plain_http(url, o.allow_http, "the index URL (output.url)")
+            .map_err(CollectError::Config)?;
         let mut es =
-            crate::sinks::EsConfig::from_url(o.url.as_deref().unwrap_or_default(), profile)
-                .map_err(CollectError::Config)?;
+            crate::sinks::EsConfig::from_url(url, profile).map_err(CollectError::Config)?;
         let env = |var: &Option<String>, what: &str| -> Result<Option<String>, CollectError> {
             var.as_ref()
                 .map(|v| {
@@ -494,6 +508,23 @@ impl CollectConfig {
                 ..Default::default()
             });
         Ok(es)
+    }
+}
+
+/// A path as the file system resolves it (links, `..`), so that two spellings of one
+/// file compare equal; a file not there yet is resolved through its directory.
+fn canonical(p: &Path) -> PathBuf {
+    if let Ok(c) = std::fs::canonicalize(p) {
+        return c;
+    }
+    match (p.parent(), p.file_name()) {
+        (Some(dir), Some(name)) => std::fs::canonicalize(if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        })
+        .map_or_else(|_| p.to_path_buf(), |d| d.join(name)),
+        _ => p.to_path_buf(),
     }
 }
 
@@ -576,7 +607,7 @@ fn check_outputs(file: &mut ConfigFile) -> Result<(), CollectError> {
         }
         let dead_letter = dead_letter_path(&file.state_dir, several, o);
         for p in o.path.iter().chain([&dead_letter]) {
-            if !paths.insert(p.clone()) {
+            if !paths.insert(canonical(p)) {
                 return Err(CollectError::Config(format!(
                     "{}: two outputs would write to this file",
                     p.display()
@@ -608,6 +639,7 @@ fn keys_of(kind: &str) -> &'static [&'static str] {
         "elasticsearch" => &[
             "url",
             "api_key_env",
+            "allow_http",
             "username",
             "password_env",
             "ca_file",
@@ -661,6 +693,7 @@ impl OutputSection {
             ("url", self.url.is_some()),
             ("properties", !self.properties.is_empty()),
             ("api_key_env", self.api_key_env.is_some()),
+            ("allow_http", self.allow_http),
             ("username", self.username.is_some()),
             ("password_env", self.password_env.is_some()),
             ("ca_file", self.ca_file.is_some()),
@@ -857,6 +890,38 @@ mod tests {
         );
         let ok = format!("{BASE}[output]\ntype = \"stdout\"\n");
         assert!(load(&ok).is_ok());
+    }
+
+    #[test]
+    fn debug_of_a_loaded_config_never_shows_the_secret_and_plain_http_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret_file = dir.path().join("secret");
+        std::fs::write(&secret_file, "Very-Secret-1234\n").unwrap();
+        let with_file = |text: String| {
+            text.replace(
+                "client_secret_env = \"PATH\"",
+                &format!("client_secret_file = \"{}\"", secret_file.display()),
+            )
+        };
+        let text = with_file(format!("{BASE}[output]\ntype = \"stdout\"\n"));
+        let config = load(&text).unwrap();
+        let shown = format!("{config:?} {config:#?}");
+        assert!(!shown.contains("Very-Secret-1234"), "{shown}");
+        let http = text.replace("[output]", "global_url = \"http://api.example\"\n[output]");
+        let err = load(&http).unwrap_err();
+        assert!(err.contains("global_url is plain http://"), "{err}");
+        let index = with_file(format!(
+            "{BASE}[output]\ntype = \"elasticsearch\"\nurl = \"http://es.example:9200/i\"\n"
+        ));
+        let config = load(&index).unwrap();
+        let err = config
+            .elasticsearch(&config.file.output[0])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("allow_http = true"), "{err}");
+        let allowed = index.replace("url = ", "allow_http = true\nurl = ");
+        let config = load(&allowed).unwrap();
+        assert!(config.elasticsearch(&config.file.output[0]).is_ok());
     }
 
     #[test]

@@ -29,7 +29,6 @@ pub mod service;
 pub mod state;
 
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -289,8 +288,8 @@ impl Collector {
             metrics.register_output(&o.name);
         }
         let rejects_path = config.file.state_dir.join("rejects.ndjson");
-        let rejects = crate::sinks::open_private(&rejects_path, crate::sinks::OpenMode::Append)
-            .map_err(|e| CollectError::State(format!("{}: {e}", rejects_path.display())))?;
+        let rejects = crate::sinks::open_exclusive(&rejects_path, crate::sinks::OpenMode::Append)
+            .map_err(|e| CollectError::State(e.to_string()))?;
         let profile = Profile::by_name(&config.file.profile).unwrap_or_else(Profile::documented);
         Ok(Collector {
             client: Client::new(&config, Arc::clone(&metrics))?,
@@ -755,6 +754,9 @@ impl Collector {
         // A stable id per delivered document: the tenant and the row's key.
         let mut ids: Vec<String> = Vec::new();
         let mut warnings = self.normalizer.new_warnings();
+        // The window's rejects, written once its documents are delivered: a window that
+        // fails and is fetched again does not keep its rejects twice.
+        let mut rejected = Vec::new();
         {
             let state = lock(&self.state);
             for row in rows {
@@ -785,11 +787,10 @@ impl Collector {
                     LineOutcome::Blank => {}
                     LineOutcome::Rejected(reason) => {
                         s.rejected += 1;
-                        let record = serde_json::json!({ "tenant": tenant.id, "reason": reason.to_string(), "text": row.get() });
-                        let mut rejects = lock(&self.rejects);
-                        writeln!(rejects, "{record}")
-                            .and_then(|()| rejects.sync_data())
-                            .map_err(|e| CollectError::State(format!("rejects.ndjson: {e}")))?;
+                        let mut record = serde_json::json!({ "tenant": tenant.id, "reason": reason.to_string() });
+                        crate::pipeline::add_text_of(&mut record, row.get().as_bytes(), &reason);
+                        rejected.extend_from_slice(record.to_string().as_bytes());
+                        rejected.push(b'\n');
                     }
                 }
                 // Kept until the window's end (at or after the row's own time) leaves
@@ -804,6 +805,11 @@ impl Collector {
         } else {
             self.deliver_everywhere(&tenant.id, &mut outputs, &out, &ids)?
         };
+        if !rejected.is_empty() {
+            // Whole or cut back (a full disk), and synced before the commit.
+            crate::sinks::append_whole(&mut lock(&self.rejects), &rejected)
+                .map_err(|e| CollectError::State(format!("rejects.ndjson: {e}")))?;
+        }
         let committed =
             lock(&self.state).commit_delivery(&outbox, &tenant.id, &keys, s.delivered, progress);
         self.metrics

@@ -24,6 +24,9 @@ use crate::error::Error;
 use crate::mapping::Profile;
 use crate::sinks::{DeadLetter, Sink, Timeouts};
 
+/// The `_id` of the probe document `--check` writes and deletes.
+pub const CHECK_PROBE_ID: &str = "sophos-tac-check-probe";
+
 /// The default timeouts: 10 s to connect, 60 s for one bulk request.
 pub const DEFAULT_TIMEOUTS: Timeouts = Timeouts {
     connect: Duration::from_secs(10),
@@ -34,7 +37,7 @@ pub const DEFAULT_TIMEOUTS: Timeouts = Timeouts {
 const MAX_BACKOFF: Duration = Duration::from_secs(45);
 
 /// Settings of the sink.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EsConfig {
     /// Base URL, e.g. `https://localhost:9200` (no index).
     pub url: String,
@@ -147,11 +150,42 @@ pub fn classify(status: u16, reason: &str) -> Verdict {
 }
 
 /// The HTTP side: one agent, with the configured TLS and authentication.
-#[derive(Debug)]
 pub struct EsService {
     agent: ureq::Agent,
     auth: Option<String>,
     gzip: bool,
+}
+
+/// Shows everything but the credentials (`api_key`, the basic-auth password).
+impl std::fmt::Debug for EsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EsConfig")
+            .field("url", &super::redact_url(&self.url))
+            .field("index", &self.index)
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .field("basic", &self.basic.as_ref().map(|(user, _)| (user, "***")))
+            .field("ca_file", &self.ca_file)
+            .field("gzip", &self.gzip)
+            .field("batch_docs", &self.batch_docs)
+            .field("batch_bytes", &self.batch_bytes)
+            .field("max_retries", &self.max_retries)
+            .field("timeouts", &self.timeouts)
+            .field("dead_letter", &self.dead_letter)
+            .field("dead_letter_undelivered", &self.dead_letter_undelivered)
+            .field("install_template", &self.install_template.is_some())
+            .field("profile", &self.profile.name())
+            .finish()
+    }
+}
+
+/// Shows no `Authorization` header.
+impl std::fmt::Debug for EsService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EsService")
+            .field("auth", &self.auth.as_ref().map(|_| "***"))
+            .field("gzip", &self.gzip)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The answer to one request: status and body, or a transport error.
@@ -456,17 +490,65 @@ impl Sink for EsSink {
             * requests
     }
 
-    /// Asks the cluster for its root (`GET /`): reachable, and the credentials taken.
+    /// Asks the cluster for its root (`GET /`: reachable, and the credentials taken),
+    /// then proves that documents may be written to the index: one probe document
+    /// (`_id` `sophos-tac-check-probe`, `event.kind` `sophos-tac-check`) goes in with
+    /// `create`, as deliveries do, and is deleted again. A credential without
+    /// `create_doc`, or a missing index that may not be created, is found here rather
+    /// than at the first delivery.
     fn check(&mut self) -> Result<(), Error> {
         let url = format!("{}/", self.cfg.url);
         match self.service.send("GET", &url, "application/json", b"") {
-            Ok((s, _)) if (200..300).contains(&s) => Ok(()),
-            Ok((s @ (401 | 403), _)) => Err(self.err(format!(
-                "HTTP {s}: the cluster refuses the credentials (output.api_key_env, or output.username and output.password_env)"
-            ))),
-            Ok((s, text)) => Err(self.err(format!("HTTP {s}: {}", excerpt(&text)))),
-            Err(e) => Err(self.err(e)),
+            Ok((s, _)) if (200..300).contains(&s) => {}
+            Ok((s @ (401 | 403), _)) => {
+                return Err(self.err(format!(
+                    "HTTP {s}: the cluster refuses the credentials (output.api_key_env, or output.username and output.password_env)"
+                )));
+            }
+            Ok((s, text)) => return Err(self.err(format!("HTTP {s}: {}", excerpt(&text)))),
+            Err(e) => return Err(self.err(e)),
         }
+        let probe = json!({
+            "@timestamp": jiff::Timestamp::now().to_string(),
+            "event": { "kind": "sophos-tac-check" },
+            "message": "a probe of sophos-tac collect --check, deleted at once",
+        })
+        .to_string();
+        let body = bulk_body(&self.cfg.index, &[(CHECK_PROBE_ID, probe.as_bytes())]);
+        let bulk = format!("{}/_bulk", self.cfg.url);
+        let (status, text) = self
+            .service
+            .send("POST", &bulk, "application/x-ndjson", &body)
+            .map_err(|e| self.err(e))?;
+        let parsed: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let item = &parsed["items"][0];
+        let item = item.get("create").unwrap_or(item);
+        let item_status = item["status"].as_u64().unwrap_or(0);
+        if !(200..300).contains(&status) || !matches!(item_status, 200..=299 | 409) {
+            let shown = if (200..300).contains(&status) {
+                format!(
+                    "HTTP {item_status}: {}",
+                    excerpt(&item["error"].to_string())
+                )
+            } else {
+                format!("HTTP {status}: {}", excerpt(&text))
+            };
+            return Err(self.err(format!(
+                "the index {} refuses a document ({shown}): give the credential create_doc on it, and create the index (or let it be created)",
+                self.cfg.index
+            )));
+        }
+        let doc = format!(
+            "{}/{}/_doc/{CHECK_PROBE_ID}?refresh=true",
+            self.cfg.url, self.cfg.index
+        );
+        if let Ok((s, _)) = self.service.send("DELETE", &doc, "application/json", b"")
+            && !(200..300).contains(&s)
+            && s != 404
+        {
+            tracing::warn!(index = %self.cfg.index, status = s, "the --check probe document could not be deleted (a data stream, or no delete privilege): it has event.kind sophos-tac-check");
+        }
+        Ok(())
     }
 
     /// Nothing to record: re-delivery is idempotent (`create` with a fixed `_id`).
@@ -511,6 +593,25 @@ mod tests {
                 json!({ "y": 2 }),
             ]
         );
+    }
+
+    #[test]
+    fn debug_never_shows_the_credentials() {
+        let mut cfg =
+            EsConfig::from_url("https://es.example:9200/idx", Profile::documented()).unwrap();
+        cfg.api_key = Some("QVBJLUtFWS1zZWNyZXQ=".into());
+        cfg.basic = Some(("elastic".into(), "hunter2-pass".into()));
+        let service = EsService::new(&cfg).unwrap();
+        for shown in [
+            format!("{cfg:?}"),
+            format!("{service:?}"),
+            format!("{cfg:#?}"),
+        ] {
+            assert!(!shown.contains("QVBJLUtFWS1zZWNyZXQ="), "{shown}");
+            assert!(!shown.contains("hunter2-pass"), "{shown}");
+            assert!(!shown.contains("ZWxhc3RpYzpodW50ZXIyLXBhc3M="), "{shown}");
+        }
+        assert!(format!("{cfg:?}").contains("elastic"));
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! The NDJSON file sink, with size- and time-based rotation.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -46,12 +45,7 @@ impl FileSink {
                 source,
             })?;
         }
-        let file = super::open_private(&path, super::OpenMode::Append).map_err(|source| {
-            Error::Create {
-                path: path.clone(),
-                source,
-            }
-        })?;
+        let file = super::open_exclusive(&path, super::OpenMode::Append)?;
         let len = file.metadata().map_err(write_err(&path))?.len();
         Ok(FileSink {
             path,
@@ -73,6 +67,39 @@ impl FileSink {
     /// The current file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Cuts a torn last line (one without its newline, left by a process killed in the
+    /// middle of a write) off the file, so that what is delivered next starts on a line
+    /// of its own; returns how many bytes were cut. Every delivery ends with a newline,
+    /// so a file this sink wrote never ends otherwise.
+    pub fn cut_torn_tail(&mut self) -> Result<u64, Error> {
+        use std::io::{Read, Seek, SeekFrom};
+        let len = self.file.metadata().map_err(write_err(&self.path))?.len();
+        let mut reader = File::open(&self.path).map_err(write_err(&self.path))?;
+        let mut end = len;
+        let mut chunk = vec![0u8; 64 * 1024];
+        while end > 0 {
+            let start = end.saturating_sub(chunk.len() as u64);
+            let n = (end - start) as usize;
+            reader
+                .seek(SeekFrom::Start(start))
+                .and_then(|_| reader.read_exact(&mut chunk[..n]))
+                .map_err(write_err(&self.path))?;
+            if let Some(pos) = memchr::memrchr(b'\n', &chunk[..n]) {
+                end = start + pos as u64 + 1;
+                break;
+            }
+            end = start;
+        }
+        if end < len {
+            self.file
+                .set_len(end)
+                .and_then(|()| self.file.sync_data())
+                .map_err(write_err(&self.path))?;
+            self.len = end;
+        }
+        Ok(len - end)
     }
 
     fn rotate(&mut self) -> Result<(), Error> {
@@ -105,16 +132,16 @@ impl Sink for FileSink {
         self.bound
     }
 
+    /// The file's real length (another writer, or logrotate's `copytruncate`, may have
+    /// changed it since the last delivery).
     fn mark(&mut self) -> Result<String, Error> {
+        self.len = self.file.metadata().map_err(write_err(&self.path))?.len();
         Ok(format!("{}\t{}", self.len, self.path.display()))
     }
 
     fn deliver(&mut self, ndjson: &[u8], _ids: Option<&[String]>) -> Result<(), Error> {
-        self.file
-            .write_all(ndjson)
-            .and_then(|()| self.file.sync_data())
-            .map_err(write_err(&self.path))?;
-        self.len += ndjson.len() as u64;
+        super::append_whole(&mut self.file, ndjson).map_err(write_err(&self.path))?;
+        self.len = self.file.metadata().map_err(write_err(&self.path))?.len();
         Ok(())
     }
 
@@ -169,6 +196,38 @@ impl Sink for FileSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_torn_last_line_is_cut_and_marks_follow_the_real_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("o.ndjson");
+        std::fs::write(&path, b"{\"a\":1}\n{\"b\":2}\n{\"c\":").unwrap();
+        let mut sink = FileSink::open(&path, Rotation::default()).unwrap();
+        assert_eq!(sink.cut_torn_tail().unwrap(), 5);
+        assert_eq!(std::fs::read(&path).unwrap(), b"{\"a\":1}\n{\"b\":2}\n");
+        assert_eq!(sink.cut_torn_tail().unwrap(), 0);
+        // A file with no newline at all is one torn line.
+        let bare = dir.path().join("bare.ndjson");
+        std::fs::write(&bare, vec![b'x'; 200_000]).unwrap();
+        let mut b = FileSink::open(&bare, Rotation::default()).unwrap();
+        assert_eq!(b.cut_torn_tail().unwrap(), 200_000);
+        // logrotate's copytruncate empties the file under the sink: the next mark is 0,
+        // so a repair can never cut past what is there.
+        sink.deliver(b"{\"d\":4}\n", None).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        assert_eq!(sink.mark().unwrap(), format!("0\t{}", path.display()));
+        sink.deliver(b"{\"e\":5}\n", None).unwrap();
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            b"{\"e\":5}\n",
+            "no hole, no torn line"
+        );
+    }
 
     #[test]
     fn repair_truncates_to_the_mark() {

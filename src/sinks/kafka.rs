@@ -57,10 +57,15 @@ pub struct KafkaStats {
     pub dead_lettered: u64,
 }
 
+/// One delivery report: the delivery's number, the message's index in it, the outcome.
+type Report = (u64, usize, Result<(), KafkaError>);
+
 /// Delivery reports, as librdkafka hands them over, and the client's last error.
 struct Reports {
-    /// `(message index, outcome)`.
-    outcomes: Mutex<Vec<(usize, Result<(), KafkaError>)>>,
+    /// `(delivery, message index, outcome)`: a report of an earlier delivery (one that
+    /// gave up with messages still queued) can arrive during a later one, and is told
+    /// apart by its delivery number.
+    outcomes: Mutex<Vec<Report>>,
     /// The last error the client reported (a TLS handshake, an authentication, a
     /// connection), which a failed delivery's message gives as its likely cause.
     last_error: Mutex<Option<String>>,
@@ -69,25 +74,32 @@ struct Reports {
 impl ClientContext for Reports {
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::error!(target: "librdkafka", "{error}: {reason}");
-        *self
+        let mut last = self
             .last_error
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason.to_string());
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // "1/1 brokers are down" follows the error that took them down (a TLS handshake,
+        // an authentication): keep that one, the likely cause.
+        let consequence = error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown);
+        if !(consequence && last.is_some()) {
+            *last = Some(reason.to_string());
+        }
     }
 }
 
 impl ProducerContext for Reports {
-    type DeliveryOpaque = Box<usize>;
+    type DeliveryOpaque = Box<(u64, usize)>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, index: Box<usize>) {
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: Box<(u64, usize)>) {
         let outcome = match result {
             Ok(_) => Ok(()),
             Err((e, _)) => Err(e.clone()),
         };
+        let (delivery, index) = *opaque;
         self.outcomes
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push((*index, outcome));
+            .push((delivery, index, outcome));
     }
 }
 
@@ -97,8 +109,11 @@ pub struct KafkaSink {
     producer: BaseProducer<Reports>,
     dead_letter: DeadLetter,
     stats: KafkaStats,
-    /// How long a delivery may wait for its reports (`message.timeout.ms` + a margin).
+    /// How long a delivery may wait for its reports (`message.timeout.ms` or its alias
+    /// `delivery.timeout.ms`, + a margin).
     wait: Duration,
+    /// The number of the delivery under way, carried by each message's report.
+    delivery: u64,
 }
 
 impl std::fmt::Debug for KafkaSink {
@@ -142,17 +157,18 @@ impl KafkaSink {
             path: cfg.kafka.url(),
             source: std::io::Error::other(e),
         })?;
-        let timeout_ms: u64 = cfg
-            .kafka
-            .client_config(PRODUCER_DEFAULTS)
-            .get("message.timeout.ms")
-            .and_then(|v| v.parse().ok())
+        let config = cfg.kafka.client_config(PRODUCER_DEFAULTS);
+        let timeout_ms: u64 = ["message.timeout.ms", "delivery.timeout.ms"]
+            .iter()
+            .filter_map(|k| config.get(k).and_then(|v| v.parse().ok()))
+            .max()
             .unwrap_or(300_000);
         Ok(KafkaSink {
             dead_letter: DeadLetter::new(cfg.dead_letter.clone()),
             producer,
             stats: KafkaStats::default(),
             wait: Duration::from_millis(timeout_ms) + Duration::from_secs(30),
+            delivery: 0,
             cfg,
         })
     }
@@ -234,6 +250,8 @@ impl Sink for KafkaSink {
     fn deliver(&mut self, ndjson: &[u8], ids: Option<&[String]>) -> Result<(), Error> {
         let (keys, lines): (Vec<String>, Vec<&[u8]>) =
             super::keyed_documents(ndjson, ids).into_iter().unzip();
+        self.delivery += 1;
+        let delivery = self.delivery;
         let context = self.producer.context();
         context
             .outcomes
@@ -248,9 +266,10 @@ impl Sink for KafkaSink {
         let mut undelivered: Vec<(usize, String)> = Vec::new();
         let mut sent = 0;
         for (i, line) in lines.iter().enumerate() {
-            let mut record = BaseRecord::with_opaque_to(&self.cfg.kafka.topic, Box::new(i))
-                .key(keys[i].as_str())
-                .payload(*line);
+            let mut record =
+                BaseRecord::with_opaque_to(&self.cfg.kafka.topic, Box::new((delivery, i)))
+                    .key(keys[i].as_str())
+                    .payload(*line);
             loop {
                 match self.producer.send(record) {
                     Ok(()) => {
@@ -276,13 +295,16 @@ impl Sink for KafkaSink {
                 }
             }
         }
-        // Every message sent gets one report, within message.timeout.ms.
+        // Every message sent gets one report, within message.timeout.ms; reports of an
+        // earlier delivery are not this one's.
         let outcomes = |p: &BaseProducer<Reports>| {
-            p.context()
+            let mut reports = p
+                .context()
                 .outcomes
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .len()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            reports.retain(|(d, _, _)| *d == delivery);
+            reports.len()
         };
         while outcomes(&self.producer) < sent && Instant::now() < deadline {
             self.producer.poll(Duration::from_millis(50));
@@ -296,8 +318,12 @@ impl Sink for KafkaSink {
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
         let mut has_report = vec![false; lines.len()];
-        for (i, outcome) in reported {
-            has_report[i] = true;
+        for (d, i, outcome) in reported {
+            match has_report.get_mut(i) {
+                Some(seen) if d == delivery && !*seen => *seen = true,
+                // An earlier delivery's report, or a second one: not this delivery's.
+                _ => continue,
+            }
             match outcome {
                 Ok(()) => self.stats.delivered += 1,
                 Err(e) if refused_for_good(&e) => {

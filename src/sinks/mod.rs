@@ -22,31 +22,67 @@ use std::io::Write;
 
 use crate::error::Error;
 
-/// How [`open_private`] opens a file.
+/// How [`open_exclusive`] opens a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpenMode {
     /// Appends to the file (created when missing).
     Append,
-    /// Starts the file anew (created when missing).
+    /// Starts the file anew (created when missing), once its lock is taken.
     Truncate,
 }
 
 /// Opens a file the product writes detection data to (an output, rejects, dead
-/// letters): created readable and writable by its owner only (0600 on Unix; an
-/// existing file keeps its mode).
-pub fn open_private(path: &std::path::Path, mode: OpenMode) -> std::io::Result<std::fs::File> {
+/// letters): created readable and writable by its owner only (0600 on Unix; an existing
+/// file keeps its mode), and locked (an exclusive `flock`) for as long as it stays open,
+/// so that a second process on the same file stops with [`Error::Locked`] instead of
+/// interleaving its lines or cutting the other's. A file to start anew is emptied only
+/// once the lock is taken. Devices and pipes are opened as they are.
+pub fn open_exclusive(path: &std::path::Path, mode: OpenMode) -> Result<std::fs::File, Error> {
+    let create = |source| Error::Create {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut options = std::fs::OpenOptions::new();
     options.create(true);
     match mode {
         OpenMode::Append => options.append(true),
-        OpenMode::Truncate => options.write(true).truncate(true),
+        OpenMode::Truncate => options.write(true),
     };
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    options.open(path)
+    let file = options.open(path).map_err(create)?;
+    // A device or a pipe (`/dev/null`, `/dev/stdout`, a FIFO) is neither locked nor
+    // emptied: many processes may write to it, and it has no length.
+    if !file.metadata().map_err(create)?.is_file() {
+        return Ok(file);
+    }
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(Error::Locked {
+                path: path.to_path_buf(),
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(create(e)),
+    }
+    if mode == OpenMode::Truncate {
+        file.set_len(0).map_err(create)?;
+    }
+    Ok(file)
+}
+
+/// Appends `bytes` (whole lines) to `file` and syncs them; when that fails part way,
+/// cuts the file back to where it was, so that no torn line stays behind (a full disk).
+pub fn append_whole(file: &mut std::fs::File, bytes: &[u8]) -> std::io::Result<()> {
+    let before = file.metadata()?.len();
+    let written = file.write_all(bytes).and_then(|()| file.sync_data());
+    if written.is_err() {
+        let _ = file.set_len(before).and_then(|()| file.sync_data());
+    }
+    written
 }
 
 /// A dead-letter file: NDJSON records of what an output refused for good or set aside,
@@ -74,20 +110,16 @@ impl DeadLetter {
         let file = match &mut self.file {
             Some(f) => f,
             None => {
-                let f =
-                    open_private(&self.path, OpenMode::Append).map_err(|source| Error::Create {
-                        path: self.path.clone(),
-                        source,
-                    })?;
+                let f = open_exclusive(&self.path, OpenMode::Append)?;
                 self.file.insert(f)
             }
         };
-        writeln!(file, "{record}")
-            .and_then(|()| file.sync_data())
-            .map_err(|source| Error::Write {
-                path: self.path.display().to_string(),
-                source,
-            })
+        let mut line = record.to_string().into_bytes();
+        line.push(b'\n');
+        append_whole(file, &line).map_err(|source| Error::Write {
+            path: self.path.display().to_string(),
+            source,
+        })
     }
 }
 
@@ -179,6 +211,42 @@ pub fn refuse_credentials(url: &str) -> Result<(), String> {
          SOPHOS_TAC_ES_PASSWORD or SOPHOS_TAC_ES_API_KEY (with collect: output.username and \
          output.password_env, or output.api_key_env)",
         redact_url(url)
+    ))
+}
+
+/// True when `url`'s host is a loopback address (`127.0.0.0/8`, `[::1]`) or `localhost`.
+pub fn is_loopback_url(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host_port.rsplit_once(':').map_or(host_port, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Refuses a plain `http://` URL whose host is not loopback, unless `allowed` (the
+/// user said so: `--allow-http`, `allow_http = true`): credentials and detection data
+/// would cross the network in clear. `what` names the setting in the message.
+pub fn refuse_plain_http(url: &str, allowed: bool, what: &str) -> Result<(), String> {
+    let plain = url
+        .get(..7)
+        .is_some_and(|s| s.eq_ignore_ascii_case("http://"));
+    if !plain || allowed || is_loopback_url(url) {
+        return Ok(());
+    }
+    Err(format!(
+        "{}: {what} is plain http:// to a host that is not loopback: credentials and documents would cross the network in clear; use https://{}",
+        redact_url(url),
+        if what.contains("index") {
+            " (or, on a network you trust, --allow-http / allow_http = true)"
+        } else {
+            ""
+        }
     ))
 }
 
@@ -358,6 +426,61 @@ mod tests {
             said.starts_with("and keeping the undelivered documents failed after 0 of 3: "),
             "{said}"
         );
+    }
+
+    #[test]
+    fn one_writer_per_file_and_a_locked_file_is_never_emptied() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.ndjson");
+        let mut first = open_exclusive(&path, OpenMode::Append).unwrap();
+        append_whole(&mut first, b"{\"a\":1}\n").unwrap();
+        for mode in [OpenMode::Append, OpenMode::Truncate] {
+            match open_exclusive(&path, mode) {
+                Err(Error::Locked { path: p }) => assert_eq!(p, path),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(std::fs::read(&path).unwrap(), b"{\"a\":1}\n", "not emptied");
+        let shown = open_exclusive(&path, OpenMode::Append)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            shown.contains("another process is writing to this file"),
+            "{shown}"
+        );
+        drop(first);
+        let again = open_exclusive(&path, OpenMode::Truncate).unwrap();
+        assert_eq!(again.metadata().unwrap().len(), 0);
+    }
+
+    #[test]
+    fn plain_http_is_refused_off_loopback_unless_allowed() {
+        for ok in [
+            "https://es.example:9200/i",
+            "http://127.0.0.1:9200/i",
+            "http://127.9.9.9/i",
+            "http://[::1]:9200/i",
+            "http://localhost:9200",
+            "HTTP://LOCALHOST/x",
+        ] {
+            assert!(
+                refuse_plain_http(ok, false, "the index URL").is_ok(),
+                "{ok}"
+            );
+        }
+        for bad in [
+            "http://es.example:9200/i",
+            "http://10.0.0.1/i",
+            "http://127.0.0.1.example.com/i",
+            "http://user@evil/i",
+            "http://[::2]/i",
+        ] {
+            let err = refuse_plain_http(bad, false, "the index URL").unwrap_err();
+            assert!(err.contains("--allow-http"), "{err}");
+            assert!(refuse_plain_http(bad, true, "the index URL").is_ok());
+        }
+        let err = refuse_plain_http("http://id.example/token", false, "auth_url").unwrap_err();
+        assert!(!err.contains("allow"), "{err}");
     }
 
     #[test]

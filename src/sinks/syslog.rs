@@ -64,7 +64,18 @@ pub struct SyslogConfig {
     /// sends it whole (a receiver with a smaller limit truncates or splits it), `Some`
     /// keeps it in this NDJSON file with the reason.
     pub oversize_dead_letter: Option<PathBuf>,
+    /// Where a message that cannot be sent at all goes, with the reason: over UDP, one
+    /// larger than a datagram takes ([`MAX_UDP_MESSAGE`] bytes), whatever
+    /// `oversize_dead_letter` says (`oversize_dead_letter` is used when both are set).
+    pub refused_dead_letter: Option<PathBuf>,
 }
+
+/// The largest UDP payload over IPv4 (65,535 less the IP and UDP headers): a larger
+/// message cannot be sent as one datagram, so it is kept in the dead-letter file.
+pub const MAX_UDP_MESSAGE: usize = 65_507;
+
+/// `EMSGSIZE` (Linux): the datagram is larger than the path takes. Never retried.
+const EMSGSIZE: i32 = 90;
 
 /// rsyslog's default `maxMessageSize`.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 8192;
@@ -121,6 +132,7 @@ impl SyslogConfig {
             timeouts: DEFAULT_TIMEOUTS,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             oversize_dead_letter: None,
+            refused_dead_letter: None,
         })
     }
 
@@ -188,7 +200,8 @@ pub struct SyslogStats {
     pub connections: u64,
     /// Messages over `max_message_bytes` (sent whole, or kept aside).
     pub oversize: u64,
-    /// Of those, the ones kept in the oversize dead-letter file instead of sent.
+    /// Of those, and of the ones that cannot be sent (over UDP's limit), the ones kept in
+    /// the dead-letter file instead of sent.
     pub dead_lettered: u64,
 }
 
@@ -198,8 +211,11 @@ pub struct SyslogSink {
     tls: Option<Arc<rustls::ClientConfig>>,
     conn: Option<Conn>,
     stats: SyslogStats,
-    /// Where messages over the size limit go, when asked (`oversize_dead_letter`).
+    /// Where messages over the size limit go, when asked (`oversize_dead_letter`), and
+    /// those that cannot be sent (`refused_dead_letter`).
     dead_letter: Option<DeadLetter>,
+    /// True when messages over `max_message_bytes` are kept aside.
+    keep_oversize: bool,
 }
 
 impl std::fmt::Debug for SyslogSink {
@@ -222,7 +238,12 @@ impl SyslogSink {
             _ => None,
         };
         Ok(SyslogSink {
-            dead_letter: cfg.oversize_dead_letter.clone().map(DeadLetter::new),
+            dead_letter: cfg
+                .oversize_dead_letter
+                .clone()
+                .or_else(|| cfg.refused_dead_letter.clone())
+                .map(DeadLetter::new),
+            keep_oversize: cfg.oversize_dead_letter.is_some(),
             cfg,
             tls,
             conn: None,
@@ -248,16 +269,35 @@ impl SyslogSink {
                 "syslog: a message is larger than the receiver is said to take (max_message_bytes); a receiver with that limit truncates or splits it: raise the receiver's limit (rsyslog: global(maxMessageSize=\"256k\"); syslog-ng: log-msg-size(262144)) and max_message_bytes with it, or keep such documents aside (oversize dead-letter). Further ones are only counted."
             );
         }
-        let Some(dead_letter) = &mut self.dead_letter else {
+        if !self.keep_oversize {
             return Ok(true);
+        }
+        let reason = format!(
+            "syslog message of {} bytes, over max_message_bytes ({limit})",
+            frame.len()
+        );
+        self.keep(doc, reason)?;
+        Ok(false)
+    }
+
+    /// Keeps a document that is not sent in the dead-letter file, with the reason; with
+    /// no dead-letter file, fails the delivery (nothing is dropped silently).
+    fn keep(&mut self, doc: &[u8], reason: String) -> Result<(), Error> {
+        let Some(dead_letter) = &mut self.dead_letter else {
+            return Err(Error::Write {
+                path: self.cfg.url(),
+                source: std::io::Error::other(format!(
+                    "{reason}, and no dead-letter file to keep it in"
+                )),
+            });
         };
         let record = serde_json::json!({
-            "reason": format!("syslog message of {} bytes, over max_message_bytes ({limit})", frame.len()),
+            "reason": reason,
             "document": String::from_utf8_lossy(doc),
         });
         dead_letter.write(&record)?;
         self.stats.dead_lettered += 1;
-        Ok(false)
+        Ok(())
     }
 
     /// A TCP connection to the first address of the host that answers within the
@@ -343,20 +383,22 @@ impl SyslogSink {
         })
     }
 
-    fn send_all(&mut self, frames: &[Vec<u8>]) -> std::io::Result<()> {
+    /// Sends the frames; on failure, how many of them were sent before it (over UDP,
+    /// each datagram that was sent; over TCP and TLS, none is known to have arrived).
+    fn send_all(&mut self, frames: &[Vec<u8>]) -> Result<(), (usize, std::io::Error)> {
         if !self.conn.as_mut().is_some_and(Conn::alive) {
             self.conn = None;
         }
         if self.conn.is_none() {
-            self.conn = Some(self.connect()?);
+            self.conn = Some(self.connect().map_err(|e| (0, e))?);
         }
         let Some(conn) = self.conn.as_mut() else {
-            return Err(std::io::Error::other("not connected"));
+            return Err((0, std::io::Error::other("not connected")));
         };
         let stream: &mut dyn Write = match conn {
             Conn::Udp(s) => {
-                for f in frames {
-                    s.send(f)?;
+                for (i, f) in frames.iter().enumerate() {
+                    s.send(f).map_err(|e| (i, e))?;
                 }
                 return Ok(());
             }
@@ -369,8 +411,10 @@ impl SyslogSink {
             buf.extend_from_slice(format!("{} ", f.len()).as_bytes());
             buf.extend_from_slice(f);
         }
-        stream.write_all(&buf)?;
-        stream.flush()
+        stream
+            .write_all(&buf)
+            .and_then(|()| stream.flush())
+            .map_err(|e| (0, e))
     }
 }
 
@@ -434,22 +478,48 @@ impl Sink for SyslogSink {
     }
 
     fn deliver(&mut self, ndjson: &[u8], _ids: Option<&[String]>) -> Result<(), Error> {
+        let udp = self.cfg.transport == Transport::Udp;
         let mut frames: Vec<Vec<u8>> = Vec::new();
+        let mut docs: Vec<&[u8]> = Vec::new();
         for doc in ndjson.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let frame = message(&self.cfg, doc);
+            if udp && frame.len() > MAX_UDP_MESSAGE {
+                self.stats.oversize += 1;
+                let reason = format!(
+                    "syslog message of {} bytes, over the {MAX_UDP_MESSAGE} bytes one UDP datagram takes",
+                    frame.len()
+                );
+                self.keep(doc, reason)?;
+                continue;
+            }
             if frame.len() > self.cfg.max_message_bytes && !self.oversize(&frame, doc)? {
                 continue;
             }
             frames.push(frame);
+            docs.push(doc);
         }
+        // Over UDP, the datagrams already sent are not sent again on a retry.
+        let mut done = 0;
         let mut attempt = 0u32;
         loop {
-            match self.send_all(&frames) {
+            match self.send_all(&frames[done..]) {
                 Ok(()) => {
-                    self.stats.sent += frames.len() as u64;
+                    self.stats.sent += (frames.len() - done) as u64;
                     return Ok(());
                 }
-                Err(e) => {
+                Err((sent, e)) => {
+                    self.stats.sent += sent as u64;
+                    done += sent;
+                    if udp && e.raw_os_error() == Some(EMSGSIZE) {
+                        // Too large for the path (a smaller MTU limit): never retried.
+                        let reason = format!(
+                            "syslog message of {} bytes refused by the network stack: {e}",
+                            frames[done].len()
+                        );
+                        self.keep(docs[done], reason)?;
+                        done += 1;
+                        continue;
+                    }
                     self.conn = None;
                     if attempt >= self.cfg.max_retries {
                         return Err(Error::Write {

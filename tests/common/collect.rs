@@ -165,6 +165,36 @@ path = "{out}"
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
+    /// Starts the collector as a service that aborts right after its `n`-th delivery,
+    /// before that delivery is committed (the worst moment for a crash), or is killed
+    /// with SIGKILL after `limit`; returns whether it aborted there, and what it logged.
+    pub fn crash_after_deliveries(&self, n: u64, limit: std::time::Duration) -> (bool, String) {
+        let mut child = self
+            .command(&[])
+            .env("SOPHOS_TAC_CRASH_AFTER_DELIVERIES", n.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let until = std::time::Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if std::time::Instant::now() >= until {
+                let _ = child.kill();
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let out = child.wait_with_output().unwrap();
+        let aborted = status.is_some_and(|s| {
+            use std::os::unix::process::ExitStatusExt;
+            s.signal() == Some(6)
+        });
+        (aborted, String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
     /// `collect --status`, printed.
     pub fn status(&self) -> String {
         let out = bounded(

@@ -8,6 +8,16 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
+/// A tool a test needs is missing: under CI (`CI` set, as `.ci/run` runs) that fails the
+/// test, since CI installs every tool; elsewhere the test is skipped, saying so.
+pub fn missing_tool(name: &str, install: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must install {name} ({install}; .ci/run does)"
+    );
+    eprintln!("SKIPPED: {name} is not installed ({install}; .ci/run does)");
+}
+
 /// The repository root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -323,3 +323,47 @@ pub fn private_ca(dir: &Path) {
         "server.pem",
     ]);
 }
+
+/// A bulk endpoint that refuses every item with `status` (as Elasticsearch does for an
+/// API key without `create_doc`, 403, or a missing index with auto-create off, 404):
+/// a stand-in, since no Elasticsearch with security can run here.
+pub fn refusing_bulk_server(status: u16) -> u16 {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                .unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head).to_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0u8; len];
+            let _ = s.read_exact(&mut body);
+            let items = String::from_utf8_lossy(&body)
+                .matches("{\"create\"")
+                .count();
+            let item = format!(
+                "{{\"create\":{{\"status\":{status},\"error\":{{\"type\":\"security_exception\",\"reason\":\"action [indices:data/write/bulk[s]] is unauthorized\"}}}}}}"
+            );
+            let answer = format!(
+                "{{\"took\":1,\"errors\":true,\"items\":[{}]}}",
+                vec![item; items].join(",")
+            );
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    port
+}

@@ -96,6 +96,10 @@ pub struct NormalizeArgs {
         default_value = "sophos-tac-dead-letter.ndjson"
     )]
     pub dead_letter: PathBuf,
+    /// With an Elasticsearch/OpenSearch output: take a plain http:// URL to a host that
+    /// is not loopback (refused by default: credentials and documents in clear).
+    #[arg(long)]
+    pub allow_http: bool,
     /// With an Elasticsearch/OpenSearch output: install the profile's index template
     /// (named after the index, for exactly that index) before sending.
     #[arg(long)]
@@ -346,6 +350,8 @@ impl Args {
                 let output = match a.output {
                     None => Target::Stdout,
                     Some(o) if o.starts_with("http://") || o.starts_with("https://") => {
+                        sophos_tac::sinks::refuse_plain_http(&o, a.allow_http, "the index URL")
+                            .map_err(anyhow::Error::msg)?;
                         let mut es = sophos_tac::sinks::EsConfig::from_url(&o, profile.clone())
                             .map_err(anyhow::Error::msg)?;
                         es.api_key = std::env::var("SOPHOS_TAC_ES_API_KEY").ok();
@@ -379,6 +385,7 @@ impl Args {
                         sys.max_message_bytes = a.syslog_max_bytes.max(1);
                         sys.oversize_dead_letter = (a.syslog_oversize == Oversize::DeadLetter)
                             .then(|| a.dead_letter.clone());
+                        sys.refused_dead_letter = Some(a.dead_letter.clone());
                         Target::Syslog(Box::new(sys))
                     }
                     Some(o) if o.starts_with("kafka") && o.contains("://") => {

@@ -71,7 +71,16 @@ impl SourceObserver for Report {
 fn sink(target: &Target) -> Result<Box<dyn Sink>, Error> {
     Ok(match target {
         Target::Stdout => Box::new(StdoutSink),
-        Target::File(p) => Box::new(FileSink::open(p.clone(), Rotation::default())?),
+        Target::File(p) => {
+            let mut file = FileSink::open(p.clone(), Rotation::default())?;
+            // A run killed in the middle of a write left a torn line: the batch it was
+            // writing was not committed, and is read and delivered again, after it.
+            let cut = file.cut_torn_tail()?;
+            if cut > 0 {
+                tracing::warn!(file = %p.display(), bytes = cut, "cut a torn last line (a run was stopped in the middle of a write); its batch is delivered again");
+            }
+            Box::new(file)
+        }
         Target::Elasticsearch(es) => {
             let mut es = (**es).clone();
             es.dead_letter_undelivered = false;

@@ -139,20 +139,15 @@ impl Report {
 }
 
 /// Creates (or starts anew, or with `append` appends to) an output or rejects file,
-/// readable by its owner only.
+/// readable by its owner only and locked against a second writer.
 pub(crate) fn create(path: &std::path::Path, append: bool) -> Result<BufWriter<File>, Error> {
-    use sophos_tac::sinks::{OpenMode, open_private};
+    use sophos_tac::sinks::{OpenMode, open_exclusive};
     let mode = if append {
         OpenMode::Append
     } else {
         OpenMode::Truncate
     };
-    open_private(path, mode)
-        .map(|f| BufWriter::with_capacity(256 * 1024, f))
-        .map_err(|source| Error::Create {
-            path: path.to_path_buf(),
-            source,
-        })
+    open_exclusive(path, mode).map(|f| BufWriter::with_capacity(256 * 1024, f))
 }
 
 pub fn run(c: NormalizeConfig) -> anyhow::Result<u8> {
@@ -237,13 +232,17 @@ pub fn run(c: NormalizeConfig) -> anyhow::Result<u8> {
     if let (Some(w), Target::Syslog(sys)) = (syslog_writer, &c.output) {
         let stats = w.borrow().sink().stats().clone();
         if stats.oversize > 0 {
-            let fate = match &sys.oversize_dead_letter {
-                Some(p) => format!("kept in {}", p.display()),
-                None => "sent whole".to_string(),
-            };
+            let kept_in = sys
+                .oversize_dead_letter
+                .as_ref()
+                .or(sys.refused_dead_letter.as_ref())
+                .map_or("-".into(), |p| p.display().to_string());
             eprintln!(
-                "sophos-tac: {out_name}: {} document(s) over --syslog-max-bytes ({} bytes), {fate}",
-                stats.oversize, sys.max_message_bytes
+                "sophos-tac: {out_name}: {} document(s) over --syslog-max-bytes ({} bytes) or what one UDP datagram takes: {} sent whole, {} kept in {kept_in}",
+                stats.oversize,
+                sys.max_message_bytes,
+                stats.oversize - stats.dead_lettered.min(stats.oversize),
+                stats.dead_lettered
             );
         }
         refused += stats.dead_lettered;

@@ -337,8 +337,9 @@ impl EsSink {
         let document: Value = serde_json::from_slice(&doc.json)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&doc.json).into_owned()));
         let record = json!({ "index": self.cfg.index, "_id": doc.id, "reason": reason, "document": document });
-        self.dead_letter.write(&record)?;
-        self.stats.dead_lettered += 1;
+        if self.dead_letter.keep(&doc.json, &record)? {
+            self.stats.dead_lettered += 1;
+        }
         Ok(())
     }
 

@@ -189,8 +189,9 @@ impl KafkaSink {
         let document: Value = serde_json::from_slice(doc)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(doc).into_owned()));
         let record = json!({ "topic": self.cfg.kafka.topic, "key": key, "reason": reason, "document": document });
-        self.dead_letter.write(&record)?;
-        self.stats.dead_lettered += 1;
+        if self.dead_letter.keep(doc, &record)? {
+            self.stats.dead_lettered += 1;
+        }
         Ok(())
     }
 

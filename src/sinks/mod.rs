@@ -87,17 +87,44 @@ pub fn append_whole(file: &mut std::fs::File, bytes: &[u8]) -> std::io::Result<(
 
 /// A dead-letter file: NDJSON records of what an output refused for good or set aside,
 /// each with its reason. Opened (for appending) on the first record; each record is
-/// synced before the call returns, so a kept document is never lost.
+/// synced before the call returns, so a kept document is never lost. A document kept
+/// once is not kept again by the same process (a `collect` window delivered again after
+/// another output failed), so that each is in the file, and counted, once.
 #[derive(Debug)]
 pub struct DeadLetter {
     path: std::path::PathBuf,
     file: Option<std::fs::File>,
+    /// SHA-256 digests of the documents kept so far (forgotten past [`KEPT_DIGESTS`]).
+    kept: std::collections::HashSet<[u8; 32]>,
 }
+
+/// How many kept documents a [`DeadLetter`] remembers, to keep each once.
+const KEPT_DIGESTS: usize = 100_000;
 
 impl DeadLetter {
     /// A dead-letter file at `path`, not yet opened.
     pub fn new(path: std::path::PathBuf) -> DeadLetter {
-        DeadLetter { path, file: None }
+        DeadLetter {
+            path,
+            file: None,
+            kept: std::collections::HashSet::new(),
+        }
+    }
+
+    /// Keeps `document` with its `record` (which holds it and the reason), unless this
+    /// process kept the same document before; true when it was written now.
+    pub fn keep(&mut self, document: &[u8], record: &serde_json::Value) -> Result<bool, Error> {
+        use sha2::Digest;
+        let digest: [u8; 32] = sha2::Sha256::digest(document).into();
+        if self.kept.contains(&digest) {
+            return Ok(false);
+        }
+        self.write(record)?;
+        if self.kept.len() >= KEPT_DIGESTS {
+            self.kept.clear();
+        }
+        self.kept.insert(digest);
+        Ok(true)
     }
 
     /// Where it is.
@@ -426,6 +453,20 @@ mod tests {
             said.starts_with("and keeping the undelivered documents failed after 0 of 3: "),
             "{said}"
         );
+    }
+
+    #[test]
+    fn a_document_is_kept_once_however_often_its_window_is_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dl.ndjson");
+        let mut dl = DeadLetter::new(path.clone());
+        let record = |n: u32| serde_json::json!({ "reason": format!("try {n}"), "document": "d" });
+        assert!(dl.keep(b"d", &record(1)).unwrap());
+        assert!(!dl.keep(b"d", &record(2)).unwrap(), "the window's retry");
+        assert!(dl.keep(b"e", &record(3)).unwrap());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(text.contains("try 1") && !text.contains("try 2"), "{text}");
     }
 
     #[test]

@@ -295,8 +295,9 @@ impl SyslogSink {
             "reason": reason,
             "document": String::from_utf8_lossy(doc),
         });
-        dead_letter.write(&record)?;
-        self.stats.dead_lettered += 1;
+        if dead_letter.keep(doc, &record)? {
+            self.stats.dead_lettered += 1;
+        }
         Ok(())
     }
 

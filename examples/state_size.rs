@@ -27,6 +27,7 @@ fn main() -> anyhow::Result<()> {
             let progress = Progress::Live {
                 from_ms: 0,
                 checkpoint_ms: 1_700_000_000_000,
+                reread_ms: None,
             };
             state.commit_delivery(&[], &tenant, &window, n, progress)?;
             done += n;

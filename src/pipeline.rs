@@ -103,8 +103,11 @@ pub struct Reject<'a> {
     pub offset: u64,
     /// Why the line was rejected.
     pub reason: &'a RejectReason,
-    /// The line as read, without its line ending.
+    /// The line as read, without its line ending (only its prefix when `truncated`).
     pub bytes: &'a [u8],
+    /// True when `bytes` is only the line's prefix: the line was over the length limit
+    /// and was never held whole.
+    pub truncated: bool,
 }
 
 impl Reject<'_> {
@@ -117,6 +120,9 @@ impl Reject<'_> {
     pub fn to_json(&self) -> serde_json::Value {
         let mut v = json!({ "file": self.file, "line": self.line, "offset": self.offset, "reason": self.reason.to_string() });
         add_text_of(&mut v, self.bytes, self.reason);
+        if self.truncated {
+            v["text_truncated"] = json!(true);
+        }
         v
     }
 }
@@ -563,16 +569,25 @@ impl BlockSource {
     }
 
     /// Cuts the line that starts at `start` in `buf` (and has no newline there yet)
-    /// down to its prefix, reads past the rest of it, and records it. What follows its
-    /// newline is left on `buf`, after the prefix and a newline.
+    /// down to its prefix (at most [`REJECT_PREFIX_BYTES`], ending on a character
+    /// boundary when the line is UTF-8), reads past the rest of it, and records it;
+    /// returns the prefix's length. What follows its newline is left on `buf`, after the
+    /// prefix and a newline.
     fn cut_long_line(
         &mut self,
         buf: &mut Vec<u8>,
         start: usize,
         long: &mut Vec<LongLine>,
-    ) -> io::Result<()> {
-        let keep = REJECT_PREFIX_BYTES.min(self.max_line);
-        let mut len = (buf.len() - start) as u64;
+    ) -> io::Result<usize> {
+        let mut keep = REJECT_PREFIX_BYTES.min(self.max_line);
+        // A character split by the prefix's end is left out of it.
+        if let Err(e) = std::str::from_utf8(&buf[start..start + keep])
+            && e.error_len().is_none()
+        {
+            keep = e.valid_up_to();
+        }
+        // Bytes of the line read (its `\r` included), and its last one.
+        let mut raw = (buf.len() - start) as u64;
         let mut last = buf.last().copied();
         buf.truncate(start + keep);
         let mut chunk = Vec::with_capacity(64 * 1024);
@@ -585,26 +600,29 @@ impl BlockSource {
                 if pos > 0 {
                     last = Some(chunk[pos - 1]);
                 }
-                len += pos as u64;
+                raw += pos as u64;
                 break Some(pos);
             }
-            len += chunk.len() as u64;
+            raw += chunk.len() as u64;
             last = chunk.last().copied();
         };
-        // The line's length is counted without its line ending, as `line_text` does.
-        if rest.is_some() && last == Some(b'\r') {
-            len -= 1;
-        }
+        // The line's length is counted without its line ending, as `line_text` does;
+        // what was left out of the block counts every byte.
+        let len = if rest.is_some() && last == Some(b'\r') {
+            raw - 1
+        } else {
+            raw
+        };
         long.push(LongLine {
             start,
             len,
-            skipped: len - keep as u64,
+            skipped: raw - keep as u64,
         });
         if let Some(pos) = rest {
             buf.push(b'\n');
             buf.extend_from_slice(&chunk[pos + 1..]);
         }
-        Ok(())
+        Ok(keep)
     }
 
     /// Fills `buf` with the next whole lines (the last line of the input may lack
@@ -626,12 +644,12 @@ impl BlockSource {
             scanned = buf.len();
             // A line still open past the limit (with room for its line ending).
             if buf.len() - line_start > self.max_line.saturating_add(1) {
-                self.cut_long_line(buf, line_start, long)?;
+                let kept = self.cut_long_line(buf, line_start, long)?;
                 if self.eof && !buf[line_start..].contains(&b'\n') {
                     // The input ended inside it: the prefix is the last line.
                     return Ok(true);
                 }
-                line_start += REJECT_PREFIX_BYTES.min(self.max_line) + 1;
+                line_start += kept + 1;
                 scanned = line_start;
                 continue;
             }
@@ -659,6 +677,8 @@ struct LocalReject {
     end: usize,
     /// Input bytes left out of the block before the line (see [`LongLine`]).
     skipped_before: u64,
+    /// The line was cut down to its prefix.
+    truncated: bool,
     reason: RejectReason,
 }
 
@@ -705,6 +725,10 @@ fn transform(
         if first_in_file && start == 0 {
             line = line.strip_prefix(BOM).unwrap_or(line);
         }
+        let cut = buffers
+            .long
+            .get(next_long)
+            .is_some_and(|l| l.start == start);
         let outcome = match buffers.long.get(next_long) {
             Some(long) if long.start == start => {
                 next_long += 1;
@@ -738,6 +762,7 @@ fn transform(
                     start,
                     end: content_end.max(start),
                     skipped_before,
+                    truncated: cut,
                     reason,
                 });
             }
@@ -782,6 +807,7 @@ impl Sink<'_> {
                 offset: self.base_offset + r.start as u64 + r.skipped_before,
                 reason: &r.reason,
                 bytes: &data[r.start..r.end],
+                truncated: r.truncated,
             })?;
         }
         let s = &mut self.summary;
@@ -846,9 +872,20 @@ mod tests {
             vec![LongLine {
                 start: 8,
                 len: 3_000_000,
-                skipped: 2_999_000
+                skipped: 2_999_001
             }]
         );
+    }
+
+    #[test]
+    fn a_cut_prefix_ends_on_a_character_boundary() {
+        let line = "é".repeat(100_000);
+        let input = format!("{line}\nok\n");
+        let (all, longs, _) = blocks(input.as_bytes(), 4096, 1001);
+        let text = std::str::from_utf8(&all).expect("the prefix stays UTF-8");
+        assert_eq!(text, format!("{}\nok\n", "é".repeat(500)));
+        assert_eq!(longs[0].len, 200_000);
+        assert_eq!(longs[0].skipped, 199_000);
     }
 
     #[test]
@@ -909,6 +946,7 @@ mod tests {
                 "line is 500000 bytes, over the limit of 100 bytes"
             );
             assert_eq!(r[0]["text"].as_str().unwrap().len(), 100);
+            assert_eq!(r[0]["text_truncated"], true);
             assert_eq!(r[1]["line"], 3);
             assert_eq!(r[1]["offset"], 22 + 500_001);
         }

@@ -17,21 +17,8 @@ fn example() -> PathBuf {
 }
 
 fn run(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = bin()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut pipe = child.stdin.take().unwrap();
     let input = stdin.unwrap_or_default().to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = pipe.write_all(&input);
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    out
+    run_streamed(args, move |w| w.write_all(&input)).0
 }
 
 fn text(b: &[u8]) -> String {
@@ -574,6 +561,8 @@ fn a_200_mb_line_and_a_gzip_bomb_keep_memory_flat_and_the_reject_small() {
         "the reject keeps a prefix: {} bytes",
         kept.len()
     );
+    assert_eq!(record["text_truncated"], true);
+    assert_eq!(record["text"].as_str().map(str::len), Some(1000));
     // Before: 608 MB. A flat run is the binary, its buffers (3 × threads blocks of
     // 1 MiB and their output) and the allocator's slack.
     assert!(
@@ -660,6 +649,12 @@ fn a_receiver_that_never_answers_fails_within_the_timeouts() {
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(took < std::time::Duration::from_secs(20), "took {took:?}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(&format!("sophos-tac: syslog+tcp://127.0.0.1:{port}: "))
+            && (last.contains("timed out") || last.contains("Resource temporarily unavailable")),
+        "{err}"
+    );
 }
 
 #[test]

@@ -315,3 +315,46 @@ fn a_second_collector_on_the_same_output_file_is_refused() {
         .unwrap_or_else(|| panic!("{log}"));
     assert!(line.contains(&shared_out.display().to_string()), "{line}");
 }
+
+/// With the late sweep off, rows that arrive a little late (less than the overlap) are
+/// caught by the live lanes alone, through dense windows near now and `kill -9`s (a
+/// guard for windows that start where the previous one ended: where a lane read too
+/// close to now is kept in the state, so a restarted collector reaches back to it).
+#[test]
+fn rows_a_little_late_are_caught_live_without_the_sweep_through_kills() {
+    let sim = Sim::start(&[
+        "--rows",
+        "900",
+        "--past-secs",
+        "5",
+        "--future-secs",
+        "12",
+        "--late-fraction",
+        "0.3",
+        "--late-min-secs",
+        "1",
+        "--late-secs",
+        "4",
+        "--no-id-fraction",
+        "0.1",
+    ]);
+    // Windows of at most 2 pages of 37 rows: several per second of rows near now.
+    let query = "lookback_secs = 600
+overlap_secs = 5
+max_window_pages = 2
+page_size = 37
+poll_interval_ms = 20
+late_horizon_secs = 0
+interval_secs = 1";
+    let setup = Setup::with(&sim, query, common::collect::DEFAULT_LIMITS, "");
+    let mut rnd = rng(0x5eed);
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(14) {
+        setup.kill_9_after(400 + rnd(1200));
+    }
+    wait_for_every_row(&sim);
+    std::thread::sleep(Duration::from_secs(1));
+    let (code, log) = setup.once();
+    assert_eq!(code, 0, "{log}");
+    assert_exactly_once(&sim, &setup);
+}

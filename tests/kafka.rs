@@ -461,6 +461,8 @@ fn member(broker: &Broker, index_url: &str, rejects: &Path, log: &Path) -> Runni
         "25",
     ])
     .env("RUST_LOG", "warn,sophos_tac=info")
+    // Its dead-letter file, if any, goes beside its log, not into the repository.
+    .current_dir(log.parent().unwrap())
     .stdout(Stdio::null())
     .stderr(std::fs::File::create(log).unwrap())
     .spawn()

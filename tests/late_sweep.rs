@@ -479,11 +479,15 @@ interval_secs = 1";
     );
 
     // The rows that arrive late (up to 5 minutes) and a second pass: every row once, and
-    // the second pass costs what its rows do.
+    // the second pass costs what its rows do: the overlap and the time since, read once.
     wait_for_every_row(&sim);
+    let before = calls;
     let (code, log) = setup.once();
     assert_eq!(code, 0, "{log}");
     assert_exactly_once(&sim, &setup);
+    let second: u64 = xdr_calls(&sim).values().sum::<u64>() - before;
+    println!("outbreak: the second pass cost {second} Data Lake calls");
+    assert!(second <= 15, "{second} calls for the second pass");
 }
 
 /// The same outbreak through faults (429s, 5xx, dropped connections) and `kill -9`s:

@@ -708,7 +708,9 @@ const MAX_PAGES: u64 = 10_000;
 /// [`MAX_RETRY_AFTER`].
 fn retry_after(value: &str) -> Option<Duration> {
     let secs = value.trim().parse::<f64>().ok().filter(|s| s.is_finite())?;
-    Some(Duration::from_secs_f64(secs.max(0.0)).min(MAX_RETRY_AFTER))
+    Some(Duration::from_secs_f64(
+        secs.clamp(0.0, MAX_RETRY_AFTER.as_secs_f64()),
+    ))
 }
 
 /// How long a token is used: `expires_in` (default one hour), at least a second and at
@@ -760,6 +762,9 @@ mod tests {
         assert_eq!(retry_after(" 2 "), Some(Duration::from_secs(2)));
         assert_eq!(retry_after("-5"), Some(Duration::ZERO));
         assert_eq!(retry_after("1e12"), Some(MAX_RETRY_AFTER));
+        // finite, but past what a Duration holds
+        assert_eq!(retry_after("1e20"), Some(MAX_RETRY_AFTER));
+        assert_eq!(retry_after("1.7976931348623157e308"), Some(MAX_RETRY_AFTER));
         assert_eq!(token_lifetime(Some(u64::MAX)), MAX_TOKEN_LIFETIME);
         assert_eq!(token_lifetime(Some(0)), Duration::from_secs(1));
         assert_eq!(token_lifetime(None), Duration::from_secs(3600));

@@ -225,8 +225,8 @@ impl Default for LimitsSection {
     }
 }
 
-/// `[output]`.
-#[derive(Debug, Clone, Deserialize)]
+/// `[output]`. Its `Debug` shows secret Kafka property values as `***`.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputSection {
     /// `file`, `stdout`, `elasticsearch` (Elasticsearch or OpenSearch), `syslog` or
@@ -417,7 +417,9 @@ impl CollectConfig {
         sys.ca_file = o.ca_file.clone();
         sys.max_message_bytes = o.max_message_bytes.unwrap_or(sys.max_message_bytes).max(1);
         sys.max_retries = o.max_retries.unwrap_or(sys.max_retries);
-        sys.timeouts = timeouts(o, sys.timeouts);
+        sys.timeouts = sys
+            .timeouts
+            .with_secs(o.connect_timeout_secs, o.timeout_secs);
         sys.refused_dead_letter = Some(self.dead_letter(o));
         sys.oversize_dead_letter = match o.oversize.as_deref() {
             None | Some("send") => None,
@@ -497,7 +499,9 @@ impl CollectConfig {
         es.gzip = o.gzip;
         es.batch_docs = o.batch_docs.unwrap_or(es.batch_docs).max(1);
         es.max_retries = o.max_retries.unwrap_or(es.max_retries);
-        es.timeouts = timeouts(o, es.timeouts);
+        es.timeouts = es
+            .timeouts
+            .with_secs(o.connect_timeout_secs, o.timeout_secs);
         es.batch_bytes = o.batch_bytes.unwrap_or(es.batch_bytes).max(1);
         es.dead_letter = self.dead_letter(o);
         es.install_template = o
@@ -508,33 +512,6 @@ impl CollectConfig {
                 ..Default::default()
             });
         Ok(es)
-    }
-}
-
-/// A path as the file system resolves it (links, `..`), so that two spellings of one
-/// file compare equal; a file not there yet is resolved through its directory.
-fn canonical(p: &Path) -> PathBuf {
-    if let Ok(c) = std::fs::canonicalize(p) {
-        return c;
-    }
-    match (p.parent(), p.file_name()) {
-        (Some(dir), Some(name)) => std::fs::canonicalize(if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        })
-        .map_or_else(|_| p.to_path_buf(), |d| d.join(name)),
-        _ => p.to_path_buf(),
-    }
-}
-
-/// An output's timeouts: as configured, else the sink's defaults.
-fn timeouts(o: &OutputSection, default: crate::sinks::Timeouts) -> crate::sinks::Timeouts {
-    crate::sinks::Timeouts {
-        connect: o
-            .connect_timeout_secs
-            .map_or(default.connect, Duration::from_secs),
-        io: o.timeout_secs.map_or(default.io, Duration::from_secs),
     }
 }
 
@@ -558,7 +535,11 @@ fn check_outputs(file: &mut ConfigFile) -> Result<(), CollectError> {
     }
     let several = file.output.len() > 1;
     let mut names = std::collections::HashSet::new();
-    let mut paths = std::collections::HashSet::new();
+    // The collector's own files are not outputs' to take.
+    let mut paths: std::collections::HashSet<PathBuf> = ["rejects.ndjson", "state.db", "lock"]
+        .iter()
+        .map(|f| crate::sinks::canonical(&file.state_dir.join(f)))
+        .collect();
     for o in &mut file.output {
         let complete = match o.kind.as_str() {
             "file" => o.path.is_some(),
@@ -607,7 +588,7 @@ fn check_outputs(file: &mut ConfigFile) -> Result<(), CollectError> {
         }
         let dead_letter = dead_letter_path(&file.state_dir, several, o);
         for p in o.path.iter().chain([&dead_letter]) {
-            if !paths.insert(canonical(p)) {
+            if !paths.insert(crate::sinks::canonical(p)) {
                 return Err(CollectError::Config(format!(
                     "{}: two outputs would write to this file",
                     p.display()
@@ -674,6 +655,28 @@ fn keys_of(kind: &str) -> &'static [&'static str] {
             "dead_letter",
         ],
         _ => &[],
+    }
+}
+
+impl std::fmt::Debug for OutputSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let properties: std::collections::BTreeMap<&str, &str> = self
+            .properties
+            .iter()
+            .map(|(k, v)| {
+                let secret = crate::kafka::secret_property(k);
+                (k.as_str(), if secret { "***" } else { v.as_str() })
+            })
+            .collect();
+        f.debug_struct("OutputSection")
+            .field("kind", &self.kind)
+            .field("name", &self.name)
+            .field("url", &self.url.as_deref().map(crate::sinks::redact_url))
+            .field("properties", &properties)
+            .field("keys", &self.keys_set())
+            .field("path", &self.path)
+            .field("dead_letter", &self.dead_letter)
+            .finish_non_exhaustive()
     }
 }
 

@@ -241,9 +241,6 @@ pub struct Collector {
     metrics: Arc<Metrics>,
     /// Per tenant, the widest window its recent results allow (learned; starts wide).
     spans: Mutex<HashMap<String, Sizing>>,
-    /// Per tenant, where its next live lane reaches back to when that is before the
-    /// checkpoint minus the overlap (see [`Collector::live`]).
-    incomplete: Mutex<HashMap<String, Timestamp>>,
     /// True once a stop was asked for (SIGTERM, Ctrl-C, or [`Collector::stop`]): the
     /// fetches under way are abandoned, the deliveries under way finish and are
     /// committed, and no new window starts.
@@ -290,6 +287,9 @@ impl Collector {
         let rejects_path = config.file.state_dir.join("rejects.ndjson");
         let rejects = crate::sinks::open_exclusive(&rejects_path, crate::sinks::OpenMode::Append)
             .map_err(|e| CollectError::State(e.to_string()))?;
+        // A record torn by a crash is cut, so that the next one is whole.
+        crate::sinks::cut_torn_tail(&rejects, &rejects_path)
+            .map_err(|e| CollectError::State(format!("{}: {e}", rejects_path.display())))?;
         let profile = Profile::by_name(&config.file.profile).unwrap_or_else(Profile::documented);
         Ok(Collector {
             client: Client::new(&config, Arc::clone(&metrics))?,
@@ -299,7 +299,6 @@ impl Collector {
             rejects: Mutex::new(rejects),
             metrics,
             spans: Mutex::new(HashMap::new()),
-            incomplete: Mutex::new(HashMap::new()),
             stop: tokio::sync::watch::Sender::new(false),
             _lock: dir_lock,
             config,
@@ -480,20 +479,21 @@ impl Collector {
         // Where the next window starts, once the first one was read.
         let mut next: Option<Timestamp> = None;
         // The oldest time this lane read too close to its query for late rows to be
-        // there: the next lane's first window reaches back to it.
+        // there: recorded with each window, the next lane's first window reaches back to
+        // it (after a failure or a restart too).
         let mut incomplete: Option<Timestamp> = None;
-        let checkpoint = loop {
+        let (checkpoint, reread) = loop {
             if self.stopping() {
-                self.remember_incomplete(tenant, incomplete);
                 return Ok(total);
             }
             let now = Timestamp::now();
-            let checkpoint = lock(&self.state).checkpoint(&tenant.id)?.map(from_ms);
+            let t = lock(&self.state).tenant(&tenant.id)?;
+            let checkpoint = t.as_ref().and_then(|t| t.checkpoint_ms).map(from_ms);
             let from = match next {
                 Some(from) => from,
                 None => {
                     let start = live_start(checkpoint, now, secs(q.lookback_secs), overlap);
-                    let reread = lock(&self.incomplete).remove(&tenant.id);
+                    let reread = t.as_ref().and_then(|t| t.reread_ms).map(from_ms);
                     reread.map_or(start, |r| r.min(start).max(now - secs(LIVE_REACH_SECS)))
                 }
             };
@@ -506,39 +506,31 @@ impl Collector {
             let floor = checkpoint.map_or(from, |c| c.max(from)) + MIN_WINDOW;
             let fetch = self.fetch_window(tenant, from, floor, now);
             let Some((to, rows)) = self.unless_stopped(fetch).await? else {
-                self.remember_incomplete(tenant, incomplete);
                 return Ok(total);
             };
-            let progress = Progress::Live {
-                from_ms: from.as_millisecond(),
-                checkpoint_ms: to.as_millisecond(),
-            };
-            let delivered = self.deliver_window(tenant, Lane::Live, from, to, &rows, progress);
-            let s = match delivered {
-                Ok(s) => s,
-                Err(e) => {
-                    self.remember_incomplete(tenant, incomplete);
-                    return Err(e);
-                }
-            };
-            total.add(&s);
             // Rows of `[now − overlap, to)` may still be on their way: unless an
             // earlier window of this lane already left that open, remember it.
             let open = from.max(now - overlap);
             if to > open && incomplete.is_none() {
                 incomplete = Some(open);
             }
+            // Kept only where the next lane's usual start (`checkpoint − overlap`) does
+            // not reach.
+            let reread = incomplete.filter(|i| *i < to - overlap);
+            let progress = Progress::Live {
+                from_ms: from.as_millisecond(),
+                checkpoint_ms: to.as_millisecond(),
+                reread_ms: reread.map(Timestamp::as_millisecond),
+            };
+            let s = self.deliver_window(tenant, Lane::Live, from, to, &rows, progress)?;
+            total.add(&s);
             next = Some(to);
             if to >= now {
                 // Caught up: the last window's end is the checkpoint now.
                 self.metrics.success(&tenant.id);
-                break to;
+                break (to, reread);
             }
         };
-        // The next lane starts at `checkpoint − overlap`, or earlier where this one
-        // left rows open.
-        let reread = incomplete.filter(|i| *i < checkpoint - overlap);
-        self.remember_incomplete(tenant, reread);
         let reach = self.config.sweep_reach();
         let before = (Timestamp::now() - reach)
             .min(checkpoint - overlap)
@@ -656,9 +648,13 @@ impl Collector {
         let sizing = lock(&self.spans).get(&tenant.id).copied();
         let mut span = sizing.map_or(widest, |s| s.span).min(widest);
         // What an earlier, over-budget window said of the time ahead.
-        let mut over = sizing.and_then(|s| s.over).filter(|o| o.end > from);
+        // (Only a stretch this window starts in: the other lane's is not about it.)
+        let mut over = sizing
+            .and_then(|s| s.over)
+            .filter(|o| o.since <= from && o.end > from);
         loop {
-            let to = window_end(from, span, floor, end, over, budget);
+            let to =
+                window_end(from, span, floor, end, over, budget).min((from + widest).max(floor));
             let width = to.duration_since(from);
             let limit = (to > floor).then_some(budget);
             match self.client.query(tenant, &sql, from, to, q, limit).await? {
@@ -698,22 +694,6 @@ impl Collector {
                         "the window holds more rows than its page budget: narrowing it"
                     );
                 }
-            }
-        }
-    }
-
-    /// Keeps where a tenant's next live lane must reach back to (see [`Collector::live`]);
-    /// in memory: after a restart the lane reaches back by the overlap, and the late
-    /// sweep covers the rest.
-    fn remember_incomplete(&self, tenant: &Tenant, incomplete: Option<Timestamp>) {
-        let mut map = lock(&self.incomplete);
-        match incomplete {
-            Some(t) => {
-                let t = map.get(&tenant.id).map_or(t, |old| t.min(*old));
-                map.insert(tenant.id.clone(), t);
-            }
-            None => {
-                map.remove(&tenant.id);
             }
         }
     }
@@ -853,7 +833,7 @@ impl Collector {
             let started = Instant::now();
             let dead_before = o.sink.dead_lettered();
             self.metrics
-                .delivering(Some((&o.name, o.sink.delivery_bound())));
+                .delivering(Some((&o.name, o.sink.delivery_bound(ids.len()))));
             let delivered = o.sink.deliver(out, Some(ids));
             self.metrics.delivering(None);
             if let Err(e) = delivered {

@@ -123,8 +123,18 @@ async fn answer(mut stream: TcpStream, collector: &Collector) -> std::io::Result
     if !head_only {
         out.extend_from_slice(body.as_bytes());
     }
-    stream.write_all(&out).await?;
-    stream.shutdown().await
+    // A client that does not read the answer is dropped too, freeing its place.
+    tokio::time::timeout(READ_TIMEOUT, async {
+        stream.write_all(&out).await?;
+        stream.shutdown().await
+    })
+    .await
+    .unwrap_or_else(|_| {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the client did not read the answer within 5 s",
+        ))
+    })
 }
 
 fn route(method: &str, target: &str, collector: &Collector) -> Response {

@@ -76,6 +76,10 @@ pub struct TenantStatus {
     /// Just past the newest key forgotten: keys of rows before it may be gone, so no
     /// sweep reaches back before it (it would deliver those rows again).
     pub pruned_before_ms: Option<i64>,
+    /// Where the next live lane reaches back to, when that is before the checkpoint
+    /// minus the overlap: the oldest time the last lane read too close to its query for
+    /// rows that arrive a little late to be there yet.
+    pub reread_ms: Option<i64>,
 }
 
 /// What a committed delivery moves forward.
@@ -88,6 +92,8 @@ pub enum Progress {
         from_ms: i64,
         /// The window's end: the new checkpoint.
         checkpoint_ms: i64,
+        /// Where the next lane must reach back to (see [`TenantStatus::reread_ms`]).
+        reread_ms: Option<i64>,
     },
     /// A window of the late sweep: its cursor moves to `cursor_ms`.
     Sweep {
@@ -113,6 +119,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("tenants", "sweep_rows", "INTEGER NOT NULL DEFAULT 0"),
     ("tenants", "sweep_windows", "INTEGER NOT NULL DEFAULT 0"),
     ("tenants", "pruned_before_ms", "INTEGER"),
+    ("tenants", "reread_ms", "INTEGER"),
     // The output a delivery mark belongs to (none: the only output of older versions).
     ("outbox", "output", "TEXT"),
 ];
@@ -130,7 +137,7 @@ pub struct Pending {
 
 const TENANT_COLUMNS: &str = "id, name, checkpoint_ms, origin_ms, last_run_ms, last_error, delivered, late, \
      sweep_due_ms, sweep_begin_ms, sweep_cursor_ms, sweep_end_ms, sweep_started_ms, sweep_done_ms, \
-     sweep_rows, sweep_windows, pruned_before_ms";
+     sweep_rows, sweep_windows, pruned_before_ms, reread_ms";
 
 fn tenant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TenantStatus> {
     Ok(TenantStatus {
@@ -153,6 +160,7 @@ fn tenant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TenantStatus> {
             windows: r.get(15)?,
         },
         pruned_before_ms: r.get(16)?,
+        reread_ms: r.get(17)?,
     })
 }
 
@@ -332,10 +340,12 @@ impl State {
             Progress::Live {
                 from_ms,
                 checkpoint_ms,
+                reread_ms,
             } => tx.execute(
                 "UPDATE tenants SET checkpoint_ms = ?2, origin_ms = COALESCE(origin_ms, ?3), \
-                 last_run_ms = ?4, last_error = NULL, delivered = delivered + ?5 WHERE id = ?1",
-                params![tenant, checkpoint_ms, from_ms, now, delivered],
+                 last_run_ms = ?4, last_error = NULL, delivered = delivered + ?5, \
+                 reread_ms = ?6 WHERE id = ?1",
+                params![tenant, checkpoint_ms, from_ms, now, delivered, reread_ms],
             ),
             Progress::Sweep { cursor_ms } => tx.execute(
                 "UPDATE tenants SET sweep_cursor_ms = ?2, sweep_rows = sweep_rows + ?3, \
@@ -482,6 +492,7 @@ mod tests {
         let live = |from_ms, checkpoint_ms| Progress::Live {
             from_ms,
             checkpoint_ms,
+            reread_ms: None,
         };
         s.commit_delivery(&[id], "t1", &[("k1".into(), 9_000)], 1, live(5_000, 10_000))
             .unwrap();
@@ -621,6 +632,7 @@ mod tests {
                 Progress::Live {
                     from_ms: 0,
                     checkpoint_ms: now,
+                    reread_ms: None,
                 },
             )
             .unwrap();

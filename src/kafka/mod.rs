@@ -44,7 +44,7 @@ impl std::fmt::Debug for Sasl {
 }
 
 /// Where and how to reach a topic.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct KafkaConfig {
     /// `host:port`, comma-separated.
     pub brokers: String,
@@ -60,6 +60,47 @@ pub struct KafkaConfig {
     pub sasl: Option<Sasl>,
     /// librdkafka properties, applied after the defaults.
     pub properties: Vec<(String, String)>,
+}
+
+/// True for a librdkafka property whose value is a secret (`sasl.password`,
+/// `ssl.key.password`, `sasl.oauthbearer.client.secret`, …): shown as `***`.
+pub fn secret_property(key: &str) -> bool {
+    [
+        "password",
+        "secret",
+        "sasl.jaas.config",
+        "ssl.key.pem",
+        "ssl_key",
+    ]
+    .iter()
+    .any(|s| key.contains(s))
+}
+
+/// Shows the settings with secret property values as `***` (the SASL password too).
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let properties: Vec<(&str, &str)> = self
+            .properties
+            .iter()
+            .map(|(k, v)| {
+                let shown = if secret_property(k) {
+                    "***"
+                } else {
+                    v.as_str()
+                };
+                (k.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("topic", &self.topic)
+            .field("group", &self.group)
+            .field("tls", &self.tls)
+            .field("ca_file", &self.ca_file)
+            .field("sasl", &self.sasl)
+            .field("properties", &properties)
+            .finish()
+    }
 }
 
 impl KafkaConfig {
@@ -233,6 +274,22 @@ mod tests {
         assert!(!err.contains("hunter2"), "{err}");
         let err = KafkaConfig::from_url("kafka://a:9092/t?sasl=plain&user=u", || None).unwrap_err();
         assert!(err.contains("password"), "{err}");
+    }
+
+    #[test]
+    fn debug_shows_no_secret_property() {
+        let mut c = KafkaConfig::from_url("kafka://b:9092/t", || None).unwrap();
+        c.properties = vec![
+            ("sasl.password".into(), "Hunter2-Kafka".into()),
+            ("ssl.key.password".into(), "Key-Pass-9".into()),
+            ("compression.type".into(), "lz4".into()),
+        ];
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("Hunter2-Kafka") && !shown.contains("Key-Pass-9"),
+            "{shown}"
+        );
+        assert!(shown.contains("lz4"), "{shown}");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use crate::catalogue::{TemplateOptions, index_template};
 use crate::error::Error;
 use crate::mapping::Profile;
-use crate::sinks::{DeadLetter, Sink, Timeouts};
+use crate::sinks::{DeadLetter, MAX_BACKOFF, Sink, Timeouts};
 
 /// The `_id` of the probe document `--check` writes and deletes.
 pub const CHECK_PROBE_ID: &str = "sophos-tac-check-probe";
@@ -32,9 +32,6 @@ pub const DEFAULT_TIMEOUTS: Timeouts = Timeouts {
     connect: Duration::from_secs(10),
     io: Duration::from_secs(60),
 };
-
-/// The longest backoff between two attempts (30 s, with up to 50% jitter).
-const MAX_BACKOFF: Duration = Duration::from_secs(45);
 
 /// Settings of the sink.
 #[derive(Clone)]
@@ -481,14 +478,15 @@ impl Sink for EsSink {
         self.stats.dead_lettered
     }
 
-    /// Every bulk request of the largest window (10,000 documents by default), each
-    /// with its retries.
-    fn delivery_bound(&self) -> Duration {
-        let requests = 10_000u32.div_ceil(self.cfg.batch_docs.clamp(1, 10_000) as u32);
+    /// Every bulk request of the delivery (one more for the splits `batch_bytes` makes),
+    /// each with its retries.
+    fn delivery_bound(&self, documents: usize) -> Duration {
+        let requests = documents.div_ceil(self.cfg.batch_docs.max(1)) + 1;
+        let requests = u32::try_from(requests).unwrap_or(u32::MAX);
         self.cfg
             .timeouts
             .bound(self.cfg.max_retries, 1, MAX_BACKOFF)
-            * requests
+            .saturating_mul(requests)
     }
 
     /// Asks the cluster for its root (`GET /`: reachable, and the credentials taken),
@@ -539,9 +537,11 @@ impl Sink for EsSink {
                 self.cfg.index
             )));
         }
+        // Deleted from the index it went to: a data stream's backing index.
+        let index = item["_index"].as_str().unwrap_or(&self.cfg.index);
         let doc = format!(
-            "{}/{}/_doc/{CHECK_PROBE_ID}?refresh=true",
-            self.cfg.url, self.cfg.index
+            "{}/{index}/_doc/{CHECK_PROBE_ID}?refresh=true",
+            self.cfg.url
         );
         if let Ok((s, _)) = self.service.send("DELETE", &doc, "application/json", b"")
             && !(200..300).contains(&s)

@@ -74,32 +74,9 @@ impl FileSink {
     /// of its own; returns how many bytes were cut. Every delivery ends with a newline,
     /// so a file this sink wrote never ends otherwise.
     pub fn cut_torn_tail(&mut self) -> Result<u64, Error> {
-        use std::io::{Read, Seek, SeekFrom};
-        let len = self.file.metadata().map_err(write_err(&self.path))?.len();
-        let mut reader = File::open(&self.path).map_err(write_err(&self.path))?;
-        let mut end = len;
-        let mut chunk = vec![0u8; 64 * 1024];
-        while end > 0 {
-            let start = end.saturating_sub(chunk.len() as u64);
-            let n = (end - start) as usize;
-            reader
-                .seek(SeekFrom::Start(start))
-                .and_then(|_| reader.read_exact(&mut chunk[..n]))
-                .map_err(write_err(&self.path))?;
-            if let Some(pos) = memchr::memrchr(b'\n', &chunk[..n]) {
-                end = start + pos as u64 + 1;
-                break;
-            }
-            end = start;
-        }
-        if end < len {
-            self.file
-                .set_len(end)
-                .and_then(|()| self.file.sync_data())
-                .map_err(write_err(&self.path))?;
-            self.len = end;
-        }
-        Ok(len - end)
+        let cut = super::cut_torn_tail(&self.file, &self.path).map_err(write_err(&self.path))?;
+        self.len = self.file.metadata().map_err(write_err(&self.path))?.len();
+        Ok(cut)
     }
 
     fn rotate(&mut self) -> Result<(), Error> {
@@ -128,7 +105,7 @@ impl Sink for FileSink {
         self.path.display().to_string()
     }
 
-    fn delivery_bound(&self) -> Duration {
+    fn delivery_bound(&self, _documents: usize) -> Duration {
         self.bound
     }
 

@@ -356,6 +356,12 @@ impl Sink for KafkaSink {
         self.stats.dead_lettered
     }
 
+    /// Its wait for the delivery reports (`message.timeout.ms` + 30 s), and a minute
+    /// for the queue to take the messages.
+    fn delivery_bound(&self, _documents: usize) -> Duration {
+        self.wait + Duration::from_secs(60)
+    }
+
     /// Asks a broker for the topic's metadata: reachable, authenticated, and the topic
     /// known.
     fn check(&mut self) -> Result<(), Error> {

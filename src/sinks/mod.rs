@@ -74,6 +74,54 @@ pub fn open_exclusive(path: &std::path::Path, mode: OpenMode) -> Result<std::fs:
     Ok(file)
 }
 
+/// A path as the file system resolves it (links, `..`), so that two spellings of one
+/// file compare equal; a file not there yet is resolved through its directory.
+pub fn canonical(p: &std::path::Path) -> std::path::PathBuf {
+    if let Ok(c) = std::fs::canonicalize(p) {
+        return c;
+    }
+    match (p.parent(), p.file_name()) {
+        (Some(dir), Some(name)) => std::fs::canonicalize(if dir.as_os_str().is_empty() {
+            std::path::Path::new(".")
+        } else {
+            dir
+        })
+        .map_or_else(|_| p.to_path_buf(), |d| d.join(name)),
+        _ => p.to_path_buf(),
+    }
+}
+
+/// Cuts a torn last line (one without its newline, left by a process killed in the
+/// middle of a write) off a file of NDJSON records that `file` has open for writing;
+/// returns how many bytes were cut. A device or a pipe is left as it is.
+pub fn cut_torn_tail(file: &std::fs::File, path: &std::path::Path) -> std::io::Result<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Ok(0);
+    }
+    let len = meta.len();
+    let mut reader = std::fs::File::open(path)?;
+    let mut end = len;
+    let mut chunk = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let n = (end - start) as usize;
+        reader.seek(SeekFrom::Start(start))?;
+        reader.read_exact(&mut chunk[..n])?;
+        if let Some(pos) = memchr::memrchr(b'\n', &chunk[..n]) {
+            end = start + pos as u64 + 1;
+            break;
+        }
+        end = start;
+    }
+    if end < len {
+        file.set_len(end)?;
+        file.sync_data()?;
+    }
+    Ok(len - end)
+}
+
 /// Appends `bytes` (whole lines) to `file` and syncs them; when that fails part way,
 /// cuts the file back to where it was, so that no torn line stays behind (a full disk).
 pub fn append_whole(file: &mut std::fs::File, bytes: &[u8]) -> std::io::Result<()> {
@@ -138,6 +186,11 @@ impl DeadLetter {
             Some(f) => f,
             None => {
                 let f = open_exclusive(&self.path, OpenMode::Append)?;
+                // A record torn by a crash is cut, so that the next one is whole.
+                cut_torn_tail(&f, &self.path).map_err(|source| Error::Write {
+                    path: self.path.display().to_string(),
+                    source,
+                })?;
                 self.file.insert(f)
             }
         };
@@ -293,9 +346,10 @@ pub trait Sink: Send {
     fn committed(&mut self) -> Result<(), Error> {
         Ok(())
     }
-    /// The longest one delivery may take, with every timeout and retry: past it, the
-    /// delivery is stuck (`/healthz` says so). Five minutes unless the sink knows better.
-    fn delivery_bound(&self) -> std::time::Duration {
+    /// The longest one delivery of `documents` documents may take, with every timeout
+    /// and retry: past it, the delivery is stuck (`/healthz` says so). Five minutes
+    /// unless the sink knows better.
+    fn delivery_bound(&self, _documents: usize) -> std::time::Duration {
         std::time::Duration::from_secs(300)
     }
     /// Documents kept in the dead-letter file so far (refused for good, or set aside).
@@ -319,7 +373,18 @@ pub struct Timeouts {
     pub io: std::time::Duration,
 }
 
+/// The longest backoff between two attempts of a delivery (30 s, with up to 50% jitter).
+pub const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(45);
+
 impl Timeouts {
+    /// These timeouts with the ones given, in seconds, in place.
+    pub fn with_secs(self, connect: Option<u64>, io: Option<u64>) -> Timeouts {
+        Timeouts {
+            connect: connect.map_or(self.connect, std::time::Duration::from_secs),
+            io: io.map_or(self.io, std::time::Duration::from_secs),
+        }
+    }
+
     /// The worst case of one delivery of a sink that tries `retries + 1` times, each
     /// attempt connecting and exchanging up to `exchanges` times, with backoffs of up to
     /// `max_backoff` between attempts.
@@ -329,8 +394,10 @@ impl Timeouts {
         exchanges: u32,
         max_backoff: std::time::Duration,
     ) -> std::time::Duration {
-        let attempt = (self.connect + self.io) * exchanges.max(1);
-        attempt * (retries + 1) + max_backoff * retries
+        let attempt = (self.connect.saturating_add(self.io)).saturating_mul(exchanges.max(1));
+        attempt
+            .saturating_mul(retries.saturating_add(1))
+            .saturating_add(max_backoff.saturating_mul(retries))
     }
 }
 

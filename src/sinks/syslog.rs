@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::sinks::{DeadLetter, Sink, Timeouts};
+use crate::sinks::{DeadLetter, MAX_BACKOFF, Sink, Timeouts};
 
 /// The transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,8 +74,12 @@ pub struct SyslogConfig {
 /// message cannot be sent as one datagram, so it is kept in the dead-letter file.
 pub const MAX_UDP_MESSAGE: usize = 65_507;
 
-/// `EMSGSIZE` (Linux): the datagram is larger than the path takes. Never retried.
+/// `EMSGSIZE`: the datagram is larger than the path takes. Never retried.
+#[cfg(any(target_os = "linux", target_os = "android"))]
 const EMSGSIZE: i32 = 90;
+/// `EMSGSIZE` on the BSDs and macOS.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const EMSGSIZE: i32 = 40;
 
 /// rsyslog's default `maxMessageSize`.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 8192;
@@ -85,9 +89,6 @@ pub const DEFAULT_TIMEOUTS: Timeouts = Timeouts {
     connect: Duration::from_secs(10),
     io: Duration::from_secs(30),
 };
-
-/// The longest backoff between two attempts (30 s, with up to 50% jitter).
-const MAX_BACKOFF: Duration = Duration::from_secs(45);
 
 impl SyslogConfig {
     /// Parses `syslog+tcp://host:port` (or `+tls`, `+udp`).
@@ -457,7 +458,7 @@ impl Sink for SyslogSink {
         self.stats.dead_lettered
     }
 
-    fn delivery_bound(&self) -> Duration {
+    fn delivery_bound(&self, _documents: usize) -> Duration {
         self.cfg
             .timeouts
             .bound(self.cfg.max_retries, 1, MAX_BACKOFF)

@@ -332,6 +332,30 @@ impl Args {
                 if a.max_line_bytes == 0 {
                     bail!("--max-line-bytes must be at least 1");
                 }
+                // One file, one purpose: each is locked by the one writer that owns it.
+                let output_file = a
+                    .output
+                    .as_deref()
+                    .filter(|o| !o.contains("://"))
+                    .map(PathBuf::from);
+                let files = [
+                    ("-o", output_file),
+                    ("--rejects", a.rejects.clone()),
+                    ("--dead-letter", Some(a.dead_letter.clone())),
+                ];
+                for (i, (flag, path)) in files.iter().enumerate() {
+                    for (other, other_path) in &files[i + 1..] {
+                        if let (Some(p), Some(q)) = (path, other_path)
+                            && sophos_tac::sinks::canonical(p) == sophos_tac::sinks::canonical(q)
+                            && !p.starts_with("/dev/")
+                        {
+                            bail!(
+                                "{}: {flag} and {other} name the same file; give each its own",
+                                p.display()
+                            );
+                        }
+                    }
+                }
                 let mut inputs: Vec<Input> = a
                     .files
                     .into_iter()
@@ -362,7 +386,7 @@ impl Args {
                         es.gzip = a.gzip;
                         es.batch_docs = a.batch_docs.max(1);
                         es.max_retries = a.retries;
-                        es.timeouts = timeouts(a.connect_timeout, a.timeout, es.timeouts);
+                        es.timeouts = es.timeouts.with_secs(Some(a.connect_timeout), a.timeout);
                         es.dead_letter = a.dead_letter;
                         es.install_template =
                             a.install_template
@@ -381,7 +405,7 @@ impl Args {
                         sys.app_name = a.syslog_app_name;
                         sys.ca_file = a.ca_file.clone();
                         sys.max_retries = a.retries;
-                        sys.timeouts = timeouts(a.connect_timeout, a.timeout, sys.timeouts);
+                        sys.timeouts = sys.timeouts.with_secs(Some(a.connect_timeout), a.timeout);
                         sys.max_message_bytes = a.syslog_max_bytes.max(1);
                         sys.oversize_dead_letter = (a.syslog_oversize == Oversize::DeadLetter)
                             .then(|| a.dead_letter.clone());
@@ -444,18 +468,5 @@ impl Args {
                 }),
             }),
         })
-    }
-}
-
-/// The output's timeouts from `--connect-timeout` and `--timeout`, over the sink's
-/// defaults.
-fn timeouts(
-    connect: u64,
-    io: Option<u64>,
-    default: sophos_tac::sinks::Timeouts,
-) -> sophos_tac::sinks::Timeouts {
-    sophos_tac::sinks::Timeouts {
-        connect: std::time::Duration::from_secs(connect),
-        io: io.map_or(default.io, std::time::Duration::from_secs),
     }
 }

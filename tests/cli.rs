@@ -747,3 +747,49 @@ fn a_document_over_a_udp_datagram_is_kept_aside_and_the_others_sent_once() {
         "{kept}"
     );
 }
+
+/// Consuming Kafka, `--rejects` is appended to: a restart must not erase the rejects of
+/// offsets already committed (before, the file was started anew at every start). No
+/// broker is needed: the member waits for one until SIGTERM.
+#[test]
+fn the_kafka_input_appends_to_its_rejects_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let rejects = dir.path().join("rejects.ndjson");
+    let earlier = "{\"topic\":\"raw\",\"partition\":0,\"offset\":7,\"reason\":\"invalid JSON\",\"text\":\"{\"}\n";
+    std::fs::write(&rejects, earlier).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = bin()
+        .current_dir(dir.path())
+        .args([
+            "normalize",
+            "-q",
+            "--input",
+            &format!("kafka://127.0.0.1:{port}/raw?group=g"),
+            "--rejects",
+            rejects.to_str().unwrap(),
+            "-o",
+            dir.path().join("out.ndjson").to_str().unwrap(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > until {
+            let _ = child.kill();
+            panic!("the Kafka member did not stop within 30 s of SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(std::fs::read_to_string(&rejects).unwrap(), earlier);
+}

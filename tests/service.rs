@@ -469,3 +469,46 @@ fn a_stuck_delivery_turns_healthz_503_and_sigterm_still_ends_the_process() {
     );
     drop(reader.join());
 }
+
+/// A hundred clients that connect and send nothing hold at most the endpoint's 32
+/// places (before, 300 idle ones held 300 descriptors), and readiness probes sent in
+/// parallel all agree (before, their shared probe file made some answer 503).
+#[test]
+fn the_endpoint_holds_few_connections_and_parallel_probes_agree() {
+    let sim = Sim::start(&["--rows", "20"]);
+    let port = free_port();
+    let setup = Setup::with(
+        &sim,
+        ONE_WINDOW,
+        common::collect::DEFAULT_LIMITS,
+        &listen(port),
+    );
+    let collector = start(&setup);
+    wait_for(Duration::from_secs(30), "/readyz to say ready", || {
+        get(port, "/readyz").filter(|(status, _)| *status == 200)
+    });
+    let pid = collector.0.id();
+    let descriptors = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let before = descriptors();
+    let idle: Vec<TcpStream> = (0..100)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(700));
+    let during = descriptors();
+    assert!(
+        during <= before + 32 + 4,
+        "{during} descriptors with 100 idle clients, {before} before"
+    );
+    drop(idle);
+    let probes: Vec<_> = (0..24)
+        .map(|_| std::thread::spawn(move || get(port, "/readyz")))
+        .collect();
+    for probe in probes {
+        let (status, body) = probe.join().unwrap().expect("an answer");
+        assert_eq!(status, 200, "{body}");
+    }
+}

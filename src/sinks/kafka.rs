@@ -125,6 +125,27 @@ impl std::fmt::Debug for KafkaSink {
     }
 }
 
+/// Each message's outcome in delivery `delivery` of `messages` messages, from the reports
+/// received: `None` where none came. Reports of an earlier delivery (one that gave up with
+/// messages still queued), out of range or repeated are not this delivery's: they are
+/// left out, never counted for it.
+fn this_delivery(
+    delivery: u64,
+    messages: usize,
+    reported: Vec<Report>,
+) -> Vec<Option<Result<(), KafkaError>>> {
+    let mut outcomes: Vec<Option<Result<(), KafkaError>>> = vec![None; messages];
+    for (d, i, outcome) in reported {
+        if d != delivery {
+            continue;
+        }
+        if let Some(slot @ None) = outcomes.get_mut(i) {
+            *slot = Some(outcome);
+        }
+    }
+    outcomes
+}
+
 /// Errors a broker gives for good to one message: it goes to the dead-letter file.
 fn refused_for_good(e: &KafkaError) -> bool {
     use RDKafkaErrorCode::*;
@@ -318,13 +339,10 @@ impl Sink for KafkaSink {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
-        let mut has_report = vec![false; lines.len()];
-        for (d, i, outcome) in reported {
-            match has_report.get_mut(i) {
-                Some(seen) if d == delivery && !*seen => *seen = true,
-                // An earlier delivery's report, or a second one: not this delivery's.
-                _ => continue,
-            }
+        let outcomes = this_delivery(delivery, lines.len(), reported);
+        let has_report: Vec<bool> = outcomes.iter().map(Option::is_some).collect();
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            let Some(outcome) = outcome else { continue };
             match outcome {
                 Ok(()) => self.stats.delivered += 1,
                 Err(e) if refused_for_good(&e) => {
@@ -379,5 +397,35 @@ impl Sink for KafkaSink {
             ))),
             None => Err(self.err(format!("no topic {topic}"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_of_an_earlier_delivery_are_not_counted_for_this_one() {
+        let timed_out = || {
+            Err(KafkaError::MessageProduction(
+                RDKafkaErrorCode::MessageTimedOut,
+            ))
+        };
+        let reported = vec![
+            // delivery 1 gave up with messages 0..5 queued; their reports come now
+            (1, 4, Ok(())),
+            (1, 0, timed_out()),
+            // this delivery's (2) two messages
+            (2, 1, Ok(())),
+            (2, 1, timed_out()), // a second report for the same message
+            (2, 7, Ok(())),      // out of range: not a message of this delivery
+        ];
+        let outcomes = this_delivery(2, 2, reported);
+        assert_eq!(outcomes.len(), 2);
+        assert!(
+            outcomes[0].is_none(),
+            "message 0 of delivery 2 has no report yet"
+        );
+        assert!(matches!(outcomes[1], Some(Ok(()))));
     }
 }

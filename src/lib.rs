@@ -18,6 +18,8 @@
 //! - [`sinks`]: where documents go (files with rotation, stdout, an index, syslog,
 //!   Kafka), acknowledged.
 //! - [`kafka`]: Kafka settings, and the consumer-group source that feeds `normalize`.
+//! - [`row`]: a row's keys: the one key every path gives a row (the index's `_id`, the
+//!   Kafka message key), and the collector's dedup key.
 //! - [`http`]: the one HTTP client (ureq, rustls with ring) the index sink and the
 //!   collector share.
 //!
@@ -48,6 +50,7 @@ pub mod mapping;
 mod normalizer;
 pub mod output;
 pub mod pipeline;
+pub mod row;
 pub mod signal;
 pub mod sinks;
 pub mod time;

@@ -400,9 +400,11 @@ fn collect_into_kafka_survives_kill_9() {
     assert!(missing.is_empty(), "not in the topic: {missing:?}");
     assert_one_partition_per_key(&messages);
     for m in &messages {
+        // The row key: the same a file or a consumer gives the row.
+        assert_eq!(m.key, sophos_tac::row::key(&message(&m.payload)));
         assert!(
-            m.key.contains(":id:") || m.key.contains(":sha256:"),
-            "key {}",
+            !m.key.starts_with("id:"),
+            "the simulator's rows carry their customer_id: {}",
             m.key
         );
     }
@@ -738,4 +740,105 @@ fn tls_with_a_private_ca() {
     let tls_settings = [("security.protocol", "ssl"), ("ssl.ca.location", ca)];
     let read = read_topic_at(&format!("127.0.0.1:{tls}"), &tls_settings, "ecs", 1);
     assert_eq!(read.len(), 6);
+}
+
+/// One set of rows through every path into one index: a file of the rows as the Data
+/// Lake gives them, `collect` straight into the index, `collect`'s file of documents, and
+/// `collect` into Kafka then a consumer group into the index. Every path gives a row the
+/// same row key, so the index holds one document per row (before, `collect` keyed a row
+/// `tenant:id:X` and `normalize` `id:X`: two documents for one row).
+#[test]
+fn one_row_is_one_document_whatever_the_path() {
+    let broker = Broker::start();
+    broker.create_topic("ecs", 2);
+    let server = Server::start();
+    let sim = Sim::start(&[
+        "--kind",
+        "partner",
+        "--tenants",
+        "2",
+        "--rows",
+        "60",
+        "--no-id-fraction",
+        "0.2",
+    ]);
+    let index = format!("{}/paths", server.url);
+    let setup = Setup::new(
+        &sim,
+        &format!(
+            "name = \"archive\"\n\n[[output]]\nname = \"index\"\ntype = \"elasticsearch\"\nurl = \"{index}\"\n\n[[output]]\nname = \"bus\"\ntype = \"kafka\"\nurl = \"kafka://{}/ecs\"\n",
+            broker.addr()
+        ),
+    );
+    setup.several_outputs();
+    let (code, log) = setup.once();
+    assert_eq!(code, 0, "{log}");
+    let rows = sim.rows();
+    assert_eq!(
+        count(&server.url, "paths"),
+        rows.len() as u64,
+        "collect → index"
+    );
+
+    // A file of the rows themselves, and the collector's file of documents.
+    let raw = setup.dir.path().join("raw.ndjson");
+    std::fs::write(
+        &raw,
+        rows.keys().map(|r| format!("{r}\n")).collect::<String>(),
+    )
+    .unwrap();
+    let archive = setup.dir.path().join("out/sophos-tac.ndjson");
+    for file in [&raw, &archive] {
+        let mut normalize = sophos_tac(&["normalize", "-q", file.to_str().unwrap(), "-o", &index]);
+        normalize.current_dir(setup.dir.path());
+        let out = bounded(normalize, Duration::from_secs(60));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(
+        count(&server.url, "paths"),
+        rows.len() as u64,
+        "file → index"
+    );
+
+    // Kafka → a consumer group → the index.
+    let log_path = setup.dir.path().join("member.log");
+    let mut member = sophos_tac(&[
+        "normalize",
+        "--input",
+        &format!("kafka://{}/ecs?group=paths", broker.addr()),
+        "-o",
+        &index,
+    ])
+    .current_dir(setup.dir.path())
+    .env("RUST_LOG", "warn,sophos_tac=info")
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(&log_path).unwrap())
+    .spawn()
+    .map(Running)
+    .unwrap();
+    // Done once the group has committed the end of both partitions.
+    let until = Instant::now() + Duration::from_secs(120);
+    let ends = read_topic(&broker, "ecs", 2).len() as i64;
+    while committed(&broker, "paths", "ecs", 2).iter().sum::<i64>() < ends {
+        assert!(
+            Instant::now() < until,
+            "the consumer did not commit the topic within 120 s:\n{}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &member.0.id().to_string()])
+        .status();
+    let _ = member.0.wait();
+    assert_eq!(
+        count(&server.url, "paths"),
+        rows.len() as u64,
+        "Kafka → consumer → index: one document per row"
+    );
 }

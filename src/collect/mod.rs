@@ -34,7 +34,6 @@ use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
 use serde_json::value::RawValue;
-use sha2::{Digest, Sha256};
 
 use crate::mapping::Profile;
 use crate::normalizer::{LineOutcome, Normalizer};
@@ -731,7 +730,7 @@ impl Collector {
         let mut keys: Vec<(String, i64)> = Vec::new();
         let mut in_window = HashSet::new();
         let mut out = Vec::new();
-        // A stable id per delivered document: the tenant and the row's key.
+        // A stable id per delivered document: the row key, the same on every path.
         let mut ids: Vec<String> = Vec::new();
         let mut warnings = self.normalizer.new_warnings();
         // The window's rejects, written once its documents are delivered: a window that
@@ -740,7 +739,7 @@ impl Collector {
         {
             let state = lock(&self.state);
             for row in rows {
-                let key = row_key(row.get());
+                let key = crate::row::dedup_key(row.get());
                 if !in_window.insert(key.clone()) || state.seen(&tenant.id, &key)? {
                     s.duplicates += 1;
                     continue;
@@ -762,7 +761,7 @@ impl Collector {
                                 "late row caught by the sweep"
                             );
                         }
-                        ids.push(format!("{}:{key}", tenant.id));
+                        ids.push(crate::row::key(row.get()));
                     }
                     LineOutcome::Blank => {}
                     LineOutcome::Rejected(reason) => {
@@ -1050,26 +1049,6 @@ fn crash_point() {
     }
 }
 
-/// A row's dedup key: `id:` and its `record_identifier`, or `sha256:` and a SHA-256 of its
-/// JSON text when it has none (or the row is not an object with a string id).
-pub fn row_key(row: &str) -> String {
-    #[derive(serde::Deserialize)]
-    struct Id<'a> {
-        #[serde(borrow)]
-        record_identifier: Option<std::borrow::Cow<'a, str>>,
-    }
-    match serde_json::from_str::<Id>(row) {
-        Ok(Id {
-            record_identifier: Some(id),
-        }) if !id.is_empty() => format!("id:{id}"),
-        _ => {
-            let digest = Sha256::digest(row.as_bytes());
-            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-            format!("sha256:{hex}")
-        }
-    }
-}
-
 /// A row's `calendar_time` and how late it reached the Data Lake
 /// (`ingestion_timestamp − calendar_time`), when both are RFC 3339 strings; other values
 /// (epochs, nulls) leave the part they concern out.
@@ -1180,21 +1159,5 @@ mod tests {
         assert_eq!(lateness(r#"{"calendar_time":"not a time"}"#), (None, None));
         assert_eq!(lateness(r#"{"calendar_time":1700000000}"#), (None, None));
         assert_eq!(lateness("[1,2]"), (None, None));
-    }
-
-    #[test]
-    fn keys_prefer_the_record_identifier() {
-        assert_eq!(row_key(r#"{"a":1,"record_identifier":"abc"}"#), "id:abc");
-        assert!(row_key(r#"{"a":1}"#).starts_with("sha256:"));
-        assert_eq!(row_key(r#"{"a":1}"#), row_key(r#"{"a":1}"#));
-        assert_ne!(row_key(r#"{"a":1}"#), row_key(r#"{"a":2}"#));
-        assert!(row_key(r#"{"record_identifier":""}"#).starts_with("sha256:"));
-        // whatever the other keys hold (regression: an epoch calendar_time)
-        assert_eq!(
-            row_key(
-                r#"{"record_identifier":"a","calendar_time":1700000000,"ingestion_timestamp":null}"#
-            ),
-            "id:a"
-        );
     }
 }

@@ -178,11 +178,15 @@ impl KafkaSink {
             path: cfg.kafka.url(),
             source: std::io::Error::other(e),
         })?;
-        let config = cfg.kafka.client_config(PRODUCER_DEFAULTS);
-        let timeout_ms: u64 = ["message.timeout.ms", "delivery.timeout.ms"]
+        // The two names are one property: the one set last wins, as in librdkafka (the
+        // user's properties come after the defaults).
+        let timeout_ms: u64 = PRODUCER_DEFAULTS
             .iter()
-            .filter_map(|k| config.get(k).and_then(|v| v.parse().ok()))
-            .max()
+            .copied()
+            .chain(cfg.kafka.properties.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .filter(|(k, _)| matches!(*k, "message.timeout.ms" | "delivery.timeout.ms"))
+            .filter_map(|(_, v)| v.parse().ok())
+            .next_back()
             .unwrap_or(300_000);
         Ok(KafkaSink {
             dead_letter: DeadLetter::new(cfg.dead_letter.clone()),
@@ -403,6 +407,24 @@ impl Sink for KafkaSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_wait_follows_message_timeout_ms_and_its_alias() {
+        for (key, value, want) in [
+            ("message.timeout.ms", "4000", 4),
+            ("delivery.timeout.ms", "7000", 7),
+        ] {
+            let mut kafka = KafkaConfig::from_url("kafka://127.0.0.1:1/t", || None).unwrap();
+            kafka.properties = vec![(key.into(), value.into())];
+            let sink = KafkaSink::open(KafkaSinkConfig {
+                kafka,
+                dead_letter: std::env::temp_dir().join("unused-dead-letter.ndjson"),
+                dead_letter_undelivered: false,
+            })
+            .unwrap();
+            assert_eq!(sink.wait, Duration::from_secs(want + 30), "{key}");
+        }
+    }
 
     #[test]
     fn reports_of_an_earlier_delivery_are_not_counted_for_this_one() {

@@ -225,10 +225,9 @@ pub fn keep_undelivered(
     )
 }
 
-/// The key of a document given without one: the key of the row it was made from (its
-/// `message`), as the collector computes it — `id:` and the `record_identifier`, or
-/// `sha256:` and a digest. The index output uses it as `_id`, the Kafka output as the
-/// message key, so that a row's copies collapse into one.
+/// The key of a document given without one: the [row key](crate::row::key) of the row it
+/// was made from (its `message`), as every path computes it. The index output uses it as
+/// `_id`, the Kafka output as the message key, so that a row's copies collapse into one.
 pub fn document_key(doc: &[u8]) -> String {
     #[derive(serde::Deserialize)]
     struct Message<'a> {
@@ -241,7 +240,7 @@ pub fn document_key(doc: &[u8]) -> String {
     let text = message
         .as_deref()
         .unwrap_or_else(|| std::str::from_utf8(doc).unwrap_or_default());
-    crate::collect::row_key(text)
+    crate::row::key(text)
 }
 
 /// A batch's documents (its non-empty lines), each with its key: the one `ids` gives for
@@ -519,6 +518,20 @@ mod tests {
         assert!(
             said.starts_with("and keeping the undelivered documents failed after 0 of 3: "),
             "{said}"
+        );
+    }
+
+    #[test]
+    fn a_record_torn_by_a_crash_is_cut_before_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dl.ndjson");
+        std::fs::write(&path, "{\"reason\":\"whole\"}\n{\"reason\":\"to").unwrap();
+        let mut dl = DeadLetter::new(path.clone());
+        dl.keep(b"d", &serde_json::json!({ "reason": "next" }))
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"reason\":\"whole\"}\n{\"reason\":\"next\"}\n"
         );
     }
 

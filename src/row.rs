@@ -1,0 +1,151 @@
+//! A row's keys: the one key every path gives a row (the index's `_id`, the Kafka
+//! message key), and the collector's dedup key.
+//!
+//! **The row key** is computed from the row alone, so that a row delivered by any path —
+//! a file into an index, `collect` into an index, `collect` into Kafka and a consumer
+//! group into an index — is one document:
+//!
+//! - `{customer_id}:{record_identifier}` when the row has both (Sophos rows do: the
+//!   tenant's id, and the Data Lake's id of the row);
+//! - `id:{record_identifier}` when it has no `customer_id`;
+//! - `sha256:{digest of the row's JSON text}` when it has no `record_identifier`.
+//!
+//! It cannot collide across tenants: a key with a `record_identifier` carries its
+//! tenant's `customer_id`, and a digest covers the whole row, `customer_id` included. A
+//! key over [`MAX_KEY_BYTES`] (a hostile identifier) is replaced by the `sha256:` digest
+//! of itself, since an index refuses an `_id` over 512 bytes.
+
+use sha2::{Digest, Sha256};
+
+/// The longest row key kept as it is.
+pub const MAX_KEY_BYTES: usize = 256;
+
+#[derive(serde::Deserialize)]
+struct Ids<'a> {
+    #[serde(borrow)]
+    record_identifier: Option<std::borrow::Cow<'a, str>>,
+    /// Read as it stands, so that an odd value (not a string) leaves the row's other
+    /// key as it was rather than failing the whole read.
+    #[serde(borrow)]
+    customer_id: Option<&'a serde_json::value::RawValue>,
+}
+
+fn ids(row: &str) -> (Option<String>, Option<String>) {
+    match serde_json::from_str::<Ids>(row) {
+        Ok(ids) => (
+            ids.record_identifier
+                .filter(|s| !s.is_empty())
+                .map(|s| s.into_owned()),
+            ids.customer_id
+                .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
+                .filter(|s| !s.is_empty()),
+        ),
+        // Not an object with string ids: the digest of its text.
+        Err(_) => (None, None),
+    }
+}
+
+fn digest(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    let mut hex = String::with_capacity(7 + 64);
+    hex.push_str("sha256:");
+    for b in digest {
+        hex.push_str(&format!("{b:02x}"));
+    }
+    hex
+}
+
+/// The row key of a row (its JSON text): see the [module](self).
+pub fn key(row: &str) -> String {
+    let key = match ids(row) {
+        (Some(id), Some(customer)) => format!("{customer}:{id}"),
+        (Some(id), None) => format!("id:{id}"),
+        (None, _) => return digest(row),
+    };
+    if key.len() > MAX_KEY_BYTES {
+        digest(&key)
+    } else {
+        key
+    }
+}
+
+/// The collector's dedup key of a row, kept per tenant in its state: `id:` and its
+/// `record_identifier`, or `sha256:` and a digest of its JSON text when it has none (or
+/// the row is not an object with a string id). Unchanged since the first release, so that
+/// an upgraded collector still knows the rows it delivered.
+pub fn dedup_key(row: &str) -> String {
+    match ids(row).0 {
+        Some(id) => format!("id:{id}"),
+        None => digest(row),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_row_key_carries_the_tenant_and_the_id_or_digests_the_row() {
+        let row = r#"{"record_identifier":"r1","customer_id":"c-1","a":1}"#;
+        assert_eq!(key(row), "c-1:r1");
+        // the same row written differently is the same key
+        assert_eq!(
+            key(r#"{ "customer_id": "c-1", "record_identifier": "r1" }"#),
+            "c-1:r1"
+        );
+        // another tenant's row with the same id is another document
+        assert_ne!(
+            key(r#"{"record_identifier":"r1","customer_id":"c-2"}"#),
+            key(row)
+        );
+        assert_eq!(key(r#"{"record_identifier":"r1"}"#), "id:r1");
+        assert!(key(r#"{"a":1,"customer_id":"c-1"}"#).starts_with("sha256:"));
+        assert_ne!(
+            key(r#"{"a":1,"customer_id":"c-1"}"#),
+            key(r#"{"a":1,"customer_id":"c-2"}"#)
+        );
+        assert!(key("[1,2]").starts_with("sha256:"));
+        // a customer_id that is not a string is left out, the id kept
+        assert_eq!(
+            key(r#"{"record_identifier":"r1","customer_id":7}"#),
+            "id:r1"
+        );
+        assert_eq!(
+            dedup_key(r#"{"record_identifier":"r1","customer_id":7}"#),
+            "id:r1"
+        );
+        assert!(key(r#"{"record_identifier":"","customer_id":"c"}"#).starts_with("sha256:"));
+        // whatever the other values (an epoch calendar_time, nulls)
+        assert_eq!(
+            key(
+                r#"{"record_identifier":"a","customer_id":"c","calendar_time":1700000000,"x":null}"#
+            ),
+            "c:a"
+        );
+        // a hostile identifier is digested to a key an index takes
+        let long = format!(
+            r#"{{"record_identifier":"{}","customer_id":"c"}}"#,
+            "x".repeat(600)
+        );
+        let k = key(&long);
+        assert!(k.starts_with("sha256:") && k.len() == 71, "{k}");
+    }
+
+    #[test]
+    fn the_dedup_key_is_as_it_was() {
+        assert_eq!(
+            dedup_key(r#"{"a":1,"record_identifier":"abc","customer_id":"c"}"#),
+            "id:abc"
+        );
+        assert!(dedup_key(r#"{"a":1}"#).starts_with("sha256:"));
+        assert_eq!(dedup_key(r#"{"a":1}"#), dedup_key(r#"{"a":1}"#));
+        assert_ne!(dedup_key(r#"{"a":1}"#), dedup_key(r#"{"a":2}"#));
+        assert!(dedup_key(r#"{"record_identifier":""}"#).starts_with("sha256:"));
+        assert_eq!(
+            dedup_key(
+                r#"{"record_identifier":"a","calendar_time":1700000000,"ingestion_timestamp":null}"#
+            ),
+            "id:a"
+        );
+    }
+}

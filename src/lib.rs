@@ -41,16 +41,20 @@
 #![warn(missing_docs)]
 
 pub mod catalogue;
+#[cfg(feature = "collect")]
 pub mod collect;
 pub mod error;
+#[cfg(any(feature = "elasticsearch", feature = "collect"))]
 pub mod http;
 pub mod input;
+#[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod mapping;
 mod normalizer;
 pub mod output;
 pub mod pipeline;
 pub mod row;
+#[cfg(feature = "collect")]
 pub mod signal;
 pub mod sinks;
 pub mod time;

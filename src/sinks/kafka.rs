@@ -183,7 +183,12 @@ impl KafkaSink {
         let timeout_ms: u64 = PRODUCER_DEFAULTS
             .iter()
             .copied()
-            .chain(cfg.kafka.properties.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .chain(
+                cfg.kafka
+                    .properties
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            )
             .filter(|(k, _)| matches!(*k, "message.timeout.ms" | "delivery.timeout.ms"))
             .filter_map(|(_, v)| v.parse().ok())
             .next_back()

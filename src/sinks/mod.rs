@@ -8,14 +8,20 @@
 //! partial or unacknowledged delivery on restart, so that the batch, delivered again, is
 //! in the output exactly once (for files; stdout cannot be repaired: at least once).
 
+#[cfg(feature = "elasticsearch")]
 pub mod elasticsearch;
 mod file;
+#[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "syslog")]
 pub mod syslog;
 
+#[cfg(feature = "elasticsearch")]
 pub use elasticsearch::{EsConfig, EsSink};
 pub use file::{FileSink, Rotation};
+#[cfg(feature = "kafka")]
 pub use kafka::KafkaSink;
+#[cfg(feature = "syslog")]
 pub use syslog::{SyslogConfig, SyslogSink};
 
 use std::io::Write;

@@ -10,10 +10,14 @@
 //! - `id:{record_identifier}` when it has no `customer_id`;
 //! - `sha256:{digest of the row's JSON text}` when it has no `record_identifier`.
 //!
-//! It cannot collide across tenants: a key with a `record_identifier` carries its
-//! tenant's `customer_id`, and a digest covers the whole row, `customer_id` included. A
-//! key over [`MAX_KEY_BYTES`] (a hostile identifier) is replaced by the `sha256:` digest
-//! of itself, since an index refuses an `_id` over 512 bytes.
+//! Rows that carry their `customer_id` (the Data Lake's do, and the collector's default
+//! `SELECT *` keeps it) cannot collide across tenants: a key with a `record_identifier`
+//! carries its tenant, and a digest covers the whole row, `customer_id` included. A row
+//! without one (a `query.sql` that leaves it out) is keyed by its `record_identifier`
+//! alone, and the collector warns about it. A `customer_id` holding a `:` (never a
+//! Sophos one) and a key over [`MAX_KEY_BYTES`] (a hostile identifier) are replaced by a
+//! `sha256:` digest, so that no two rows share a key by their punctuation and an index,
+//! which refuses an `_id` over 512 bytes, takes every key.
 
 use sha2::{Digest, Sha256};
 
@@ -58,6 +62,9 @@ fn digest(text: &str) -> String {
 /// The row key of a row (its JSON text): see the [module](self).
 pub fn key(row: &str) -> String {
     let key = match ids(row) {
+        (Some(id), Some(customer)) if customer.contains(':') => {
+            return digest(&format!("{}\0{customer}\0{id}", customer.len()));
+        }
         (Some(id), Some(customer)) => format!("{customer}:{id}"),
         (Some(id), None) => format!("id:{id}"),
         (None, _) => return digest(row),
@@ -121,6 +128,11 @@ mod tests {
                 r#"{"record_identifier":"a","customer_id":"c","calendar_time":1700000000,"x":null}"#
             ),
             "c:a"
+        );
+        // a customer_id with a ':' cannot make two rows one key
+        assert_ne!(
+            key(r#"{"record_identifier":"c","customer_id":"a:b"}"#),
+            key(r#"{"record_identifier":"b:c","customer_id":"a"}"#)
         );
         // a hostile identifier is digested to a key an index takes
         let long = format!(

@@ -756,7 +756,8 @@ fn the_kafka_input_appends_to_its_rejects_file() {
     let dir = tempfile::tempdir().unwrap();
     let rejects = dir.path().join("rejects.ndjson");
     let earlier = "{\"topic\":\"raw\",\"partition\":0,\"offset\":7,\"reason\":\"invalid JSON\",\"text\":\"{\"}\n";
-    std::fs::write(&rejects, earlier).unwrap();
+    // ... and a record torn by a kill, which is cut.
+    std::fs::write(&rejects, format!("{earlier}{{\"topic\":\"raw\",\"parti")).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -784,12 +785,18 @@ fn the_kafka_input_appends_to_its_rejects_file() {
         .args(["-TERM", &child.id().to_string()])
         .status();
     let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
         if std::time::Instant::now() > until {
             let _ = child.kill();
             panic!("the Kafka member did not stop within 30 s of SIGTERM");
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    };
+    let mut err = String::new();
+    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+    assert_eq!(status.code(), Some(0), "stopped by SIGTERM, cleanly: {err}");
     assert_eq!(std::fs::read_to_string(&rejects).unwrap(), earlier);
 }

@@ -835,7 +835,13 @@ fn one_row_is_one_document_whatever_the_path() {
     let _ = Command::new("kill")
         .args(["-TERM", &member.0.id().to_string()])
         .status();
-    let _ = member.0.wait();
+    let status = member.0.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "the consumer stopped cleanly, nothing rejected or refused:\n{}",
+        std::fs::read_to_string(&log_path).unwrap_or_default()
+    );
     assert_eq!(
         count(&server.url, "paths"),
         rows.len() as u64,

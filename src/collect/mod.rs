@@ -736,6 +736,9 @@ impl Collector {
         // The window's rejects, written once its documents are delivered: a window that
         // fails and is fetched again does not keep its rejects twice.
         let mut rejected = Vec::new();
+        // Rows keyed without their tenant (no customer_id: a query.sql that leaves it
+        // out): two tenants' rows with one record_identifier would be one document.
+        let mut no_customer = 0u64;
         {
             let state = lock(&self.state);
             for row in rows {
@@ -744,11 +747,19 @@ impl Collector {
                     s.duplicates += 1;
                     continue;
                 }
+                let start = out.len();
                 match self
                     .normalizer
                     .normalize_line(row.get().as_bytes(), &mut out, &mut warnings)
                 {
                     LineOutcome::Normalized => {
+                        // The document's key, as every path computes it: from its
+                        // `message` (the row, or the row an envelope-like row holds).
+                        let id = crate::sinks::document_key(&out[start..out.len() - 1]);
+                        if id.starts_with("id:") {
+                            no_customer += 1;
+                        }
+                        ids.push(id);
                         s.delivered += 1;
                         if lane == Lane::Sweep {
                             s.late += 1;
@@ -761,7 +772,6 @@ impl Collector {
                                 "late row caught by the sweep"
                             );
                         }
-                        ids.push(crate::row::key(row.get()));
                     }
                     LineOutcome::Blank => {}
                     LineOutcome::Rejected(reason) => {
@@ -776,6 +786,9 @@ impl Collector {
                 // every window's reach; see `live`.
                 keys.push((key, to.as_millisecond()));
             }
+        }
+        if no_customer > 0 {
+            tracing::warn!(tenant = %tenant.id, rows = no_customer, "rows without customer_id are keyed by their record_identifier alone, so rows of two tenants with the same one would be one document: keep customer_id in query.sql (SELECT * does)");
         }
         // One delivery at a time, to every output: mark, deliver (durable), then commit.
         let mut outputs = lock(&self.outputs);
@@ -832,7 +845,7 @@ impl Collector {
             let started = Instant::now();
             let dead_before = o.sink.dead_lettered();
             self.metrics
-                .delivering(Some((&o.name, o.sink.delivery_bound(ids.len()))));
+                .delivering(Some((&o.name, o.sink.delivery_bound(ids.len(), out.len()))));
             let delivered = o.sink.deliver(out, Some(ids));
             self.metrics.delivering(None);
             if let Err(e) = delivered {

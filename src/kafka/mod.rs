@@ -204,14 +204,42 @@ impl KafkaConfig {
                 .set("sasl.username", &s.username)
                 .set("sasl.password", &s.password);
         }
+        // librdkafka applies the properties in no set order: a default whose alias the
+        // user set is left out, so that the user's value is the one in force.
+        let set_by_user = |key: &str| {
+            self.properties
+                .iter()
+                .any(|(k, _)| k == key || alias(k) == Some(key))
+        };
         for (k, v) in defaults {
-            c.set(*k, *v);
+            if !set_by_user(k) {
+                c.set(*k, *v);
+            }
         }
-        for (k, v) in &self.properties {
-            c.set(k, v);
+        // Of two aliases the user set, the one set last.
+        for (i, (k, v)) in self.properties.iter().enumerate() {
+            let later = self.properties[i + 1..]
+                .iter()
+                .any(|(l, _)| l == k || alias(l) == Some(k.as_str()));
+            if !later {
+                c.set(k, v);
+            }
         }
         c
     }
+}
+
+/// The other name of a librdkafka property that has two.
+pub fn alias(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "message.timeout.ms" => "delivery.timeout.ms",
+        "delivery.timeout.ms" => "message.timeout.ms",
+        "acks" => "request.required.acks",
+        "request.required.acks" => "acks",
+        "linger.ms" => "queue.buffering.max.ms",
+        "queue.buffering.max.ms" => "linger.ms",
+        _ => return None,
+    })
 }
 
 /// Parses `KEY=VALUE` (a `--kafka-property`).
@@ -290,6 +318,23 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("lz4"), "{shown}");
+    }
+
+    #[test]
+    fn a_user_alias_replaces_the_default_and_the_last_of_two_wins() {
+        let mut c = KafkaConfig::from_url("kafka://b:9092/t", || None).unwrap();
+        c.properties = vec![("delivery.timeout.ms".into(), "7000".into())];
+        let config = c.client_config(&[("message.timeout.ms", "60000"), ("acks", "all")]);
+        assert_eq!(config.get("message.timeout.ms"), None);
+        assert_eq!(config.get("delivery.timeout.ms"), Some("7000"));
+        assert_eq!(config.get("acks"), Some("all"));
+        c.properties = vec![
+            ("message.timeout.ms".into(), "5000".into()),
+            ("delivery.timeout.ms".into(), "9000".into()),
+        ];
+        let config = c.client_config(&[]);
+        assert_eq!(config.get("message.timeout.ms"), None);
+        assert_eq!(config.get("delivery.timeout.ms"), Some("9000"));
     }
 
     #[test]

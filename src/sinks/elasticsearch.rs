@@ -478,10 +478,12 @@ impl Sink for EsSink {
         self.stats.dead_lettered
     }
 
-    /// Every bulk request of the delivery (one more for the splits `batch_bytes` makes),
+    /// Every bulk request of the delivery (split by `batch_docs` and by `batch_bytes`),
     /// each with its retries.
-    fn delivery_bound(&self, documents: usize) -> Duration {
-        let requests = documents.div_ceil(self.cfg.batch_docs.max(1)) + 1;
+    fn delivery_bound(&self, documents: usize, bytes: usize) -> Duration {
+        let requests = documents.div_ceil(self.cfg.batch_docs.max(1))
+            + bytes.div_ceil(self.cfg.batch_bytes.max(1))
+            + 1;
         let requests = u32::try_from(requests).unwrap_or(u32::MAX);
         self.cfg
             .timeouts

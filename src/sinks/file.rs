@@ -105,7 +105,7 @@ impl Sink for FileSink {
         self.path.display().to_string()
     }
 
-    fn delivery_bound(&self, _documents: usize) -> Duration {
+    fn delivery_bound(&self, _documents: usize, _bytes: usize) -> Duration {
         self.bound
     }
 

@@ -385,7 +385,7 @@ impl Sink for KafkaSink {
 
     /// Its wait for the delivery reports (`message.timeout.ms` + 30 s), and a minute
     /// for the queue to take the messages.
-    fn delivery_bound(&self, _documents: usize) -> Duration {
+    fn delivery_bound(&self, _documents: usize, _bytes: usize) -> Duration {
         self.wait + Duration::from_secs(60)
     }
 

@@ -351,10 +351,10 @@ pub trait Sink: Send {
     fn committed(&mut self) -> Result<(), Error> {
         Ok(())
     }
-    /// The longest one delivery of `documents` documents may take, with every timeout
-    /// and retry: past it, the delivery is stuck (`/healthz` says so). Five minutes
-    /// unless the sink knows better.
-    fn delivery_bound(&self, _documents: usize) -> std::time::Duration {
+    /// The longest one delivery of `documents` documents (`bytes` in all) may take, with
+    /// every timeout and retry: past it, the delivery is stuck (`/healthz` says so). Five
+    /// minutes unless the sink knows better.
+    fn delivery_bound(&self, _documents: usize, _bytes: usize) -> std::time::Duration {
         std::time::Duration::from_secs(300)
     }
     /// Documents kept in the dead-letter file so far (refused for good, or set aside).

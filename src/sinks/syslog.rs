@@ -458,7 +458,7 @@ impl Sink for SyslogSink {
         self.stats.dead_lettered
     }
 
-    fn delivery_bound(&self, _documents: usize) -> Duration {
+    fn delivery_bound(&self, _documents: usize, _bytes: usize) -> Duration {
         self.cfg
             .timeouts
             .bound(self.cfg.max_retries, 1, MAX_BACKOFF)

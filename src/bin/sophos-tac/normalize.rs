@@ -147,7 +147,15 @@ pub(crate) fn create(path: &std::path::Path, append: bool) -> Result<BufWriter<F
     } else {
         OpenMode::Truncate
     };
-    open_exclusive(path, mode).map(|f| BufWriter::with_capacity(256 * 1024, f))
+    let file = open_exclusive(path, mode)?;
+    if append {
+        // A record torn by a kill is cut, so that the next one starts a line of its own.
+        sophos_tac::sinks::cut_torn_tail(&file, path).map_err(|source| Error::Write {
+            path: path.display().to_string(),
+            source,
+        })?;
+    }
+    Ok(BufWriter::with_capacity(256 * 1024, file))
 }
 
 pub fn run(c: NormalizeConfig) -> anyhow::Result<u8> {

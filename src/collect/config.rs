@@ -663,10 +663,7 @@ impl std::fmt::Debug for OutputSection {
         let properties: std::collections::BTreeMap<&str, &str> = self
             .properties
             .iter()
-            .map(|(k, v)| {
-                let secret = crate::kafka::secret_property(k);
-                (k.as_str(), if secret { "***" } else { v.as_str() })
-            })
+            .map(|(k, v)| (k.as_str(), crate::kafka::shown_property(k, v)))
             .collect();
         f.debug_struct("OutputSection")
             .field("kind", &self.kind)

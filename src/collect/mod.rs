@@ -284,11 +284,8 @@ impl Collector {
             metrics.register_output(&o.name);
         }
         let rejects_path = config.file.state_dir.join("rejects.ndjson");
-        let rejects = crate::sinks::open_exclusive(&rejects_path, crate::sinks::OpenMode::Append)
+        let rejects = crate::sinks::open_records(&rejects_path)
             .map_err(|e| CollectError::State(e.to_string()))?;
-        // A record torn by a crash is cut, so that the next one is whole.
-        crate::sinks::cut_torn_tail(&rejects, &rejects_path)
-            .map_err(|e| CollectError::State(format!("{}: {e}", rejects_path.display())))?;
         let profile = Profile::by_name(&config.file.profile).unwrap_or_else(Profile::documented);
         Ok(Collector {
             client: Client::new(&config, Arc::clone(&metrics))?,
@@ -674,9 +671,7 @@ impl Collector {
                     return Ok((to, rows));
                 }
                 Fetched::TooMany { total } => {
-                    let factor = total.map_or(0.5, |t| (0.8 * budget as f64 / t as f64).min(0.5));
-                    span =
-                        SignedDuration::from_secs_f64(width.as_secs_f64() * factor).max(MIN_WINDOW);
+                    span = narrowed(width, total, budget);
                     over = Some(Over {
                         end: to,
                         rows: total.unwrap_or(budget + 1),
@@ -1006,10 +1001,16 @@ fn window_end(
     if to < o.end {
         return to;
     }
-    let width = o.end.duration_since(from).as_secs_f64();
-    let factor = (0.8 * budget as f64 / o.rows as f64).min(0.5);
-    let narrower = SignedDuration::from_secs_f64(width * factor).max(MIN_WINDOW);
+    let narrower = narrowed(o.end.duration_since(from), Some(o.rows), budget);
     (from + narrower.min(span)).max(floor).min(end)
+}
+
+/// A window `width` wide that holds `rows` rows (unknown: `None`), narrowed to what a
+/// `budget` of rows should fit: in proportion to its rows, with a fifth to spare, and at
+/// least halved; never narrower than [`MIN_WINDOW`].
+fn narrowed(width: SignedDuration, rows: Option<u64>, budget: u64) -> SignedDuration {
+    let factor = rows.map_or(0.5, |t| (0.8 * budget as f64 / t as f64).min(0.5));
+    SignedDuration::from_secs_f64(width.as_secs_f64() * factor).max(MIN_WINDOW)
 }
 
 /// Where a new sweep starts: `now − reach`, but never before the tenant's first window

@@ -76,20 +76,18 @@ pub fn secret_property(key: &str) -> bool {
     .any(|s| key.contains(s))
 }
 
+/// A property's value as it may be shown: `***` for a [secret one](secret_property).
+pub fn shown_property<'a>(key: &str, value: &'a str) -> &'a str {
+    if secret_property(key) { "***" } else { value }
+}
+
 /// Shows the settings with secret property values as `***` (the SASL password too).
 impl std::fmt::Debug for KafkaConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let properties: Vec<(&str, &str)> = self
             .properties
             .iter()
-            .map(|(k, v)| {
-                let shown = if secret_property(k) {
-                    "***"
-                } else {
-                    v.as_str()
-                };
-                (k.as_str(), shown)
-            })
+            .map(|(k, v)| (k.as_str(), shown_property(k, v)))
             .collect();
         f.debug_struct("KafkaConfig")
             .field("brokers", &self.brokers)

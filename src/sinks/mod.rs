@@ -80,6 +80,18 @@ pub fn open_exclusive(path: &std::path::Path, mode: OpenMode) -> Result<std::fs:
     Ok(file)
 }
 
+/// Opens a file of NDJSON records to append to (rejects, dead letters) as
+/// [`open_exclusive`] does, and cuts a record a crash left torn ([`cut_torn_tail`]), so
+/// that the next record starts a line of its own.
+pub fn open_records(path: &std::path::Path) -> Result<std::fs::File, Error> {
+    let file = open_exclusive(path, OpenMode::Append)?;
+    cut_torn_tail(&file, path).map_err(|source| Error::Write {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(file)
+}
+
 /// A path as the file system resolves it (links, `..`), so that two spellings of one
 /// file compare equal; a file not there yet is resolved through its directory.
 pub fn canonical(p: &std::path::Path) -> std::path::PathBuf {
@@ -191,12 +203,7 @@ impl DeadLetter {
         let file = match &mut self.file {
             Some(f) => f,
             None => {
-                let f = open_exclusive(&self.path, OpenMode::Append)?;
-                // A record torn by a crash is cut, so that the next one is whole.
-                cut_torn_tail(&f, &self.path).map_err(|source| Error::Write {
-                    path: self.path.display().to_string(),
-                    source,
-                })?;
+                let f = open_records(&self.path)?;
                 self.file.insert(f)
             }
         };

@@ -138,23 +138,16 @@ impl Report {
     }
 }
 
-/// Creates (or starts anew, or with `append` appends to) an output or rejects file,
-/// readable by its owner only and locked against a second writer.
+/// Creates (or starts anew, or with `append` appends to, cutting a record a kill left
+/// torn) an output or rejects file, readable by its owner only and locked against a
+/// second writer.
 pub(crate) fn create(path: &std::path::Path, append: bool) -> Result<BufWriter<File>, Error> {
-    use sophos_tac::sinks::{OpenMode, open_exclusive};
-    let mode = if append {
-        OpenMode::Append
+    use sophos_tac::sinks::{OpenMode, open_exclusive, open_records};
+    let file = if append {
+        open_records(path)?
     } else {
-        OpenMode::Truncate
+        open_exclusive(path, OpenMode::Truncate)?
     };
-    let file = open_exclusive(path, mode)?;
-    if append {
-        // A record torn by a kill is cut, so that the next one starts a line of its own.
-        sophos_tac::sinks::cut_torn_tail(&file, path).map_err(|source| Error::Write {
-            path: path.display().to_string(),
-            source,
-        })?;
-    }
     Ok(BufWriter::with_capacity(256 * 1024, file))
 }
 

@@ -65,6 +65,18 @@ impl Default for TemplateOptions {
     }
 }
 
+impl TemplateOptions {
+    /// A template for exactly `index` (the one an output writes), made a data stream
+    /// when asked.
+    pub fn for_index(index: &str, data_stream: bool) -> TemplateOptions {
+        TemplateOptions {
+            index_patterns: vec![index.to_string()],
+            data_stream,
+            ..TemplateOptions::default()
+        }
+    }
+}
+
 /// A composable index template (`PUT _index_template/<name>`) for Elasticsearch
 /// and OpenSearch whose mappings give every field of the profile its type.
 pub fn index_template(profile: &Profile, options: &TemplateOptions) -> Value {

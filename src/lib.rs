@@ -58,6 +58,7 @@ pub mod row;
 pub mod signal;
 pub mod sinks;
 pub mod time;
+pub mod url;
 pub mod value;
 
 pub use error::{Error, RejectReason};

@@ -360,7 +360,7 @@ fn documents_over_a_stock_rsyslog_size_are_warned_about_and_can_be_kept_aside() 
         "warned once: {err}"
     );
     assert!(
-        err.contains("4 document(s) over --syslog-max-bytes (8192 bytes) or what one UDP datagram takes: 4 sent whole, 0 kept in"),
+        err.contains("4 document(s) over the size limit (8192 bytes: --syslog-max-bytes, max_message_bytes) or what one UDP datagram takes: 4 sent whole, 0 kept in"),
         "{err}"
     );
     std::thread::sleep(Duration::from_millis(500));

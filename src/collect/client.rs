@@ -530,7 +530,7 @@ impl Client {
                 let region = v["apiHosts"]["dataRegion"].as_str().ok_or_else(|| {
                     CollectError::Protocol(format!("{url}: no apiHosts.dataRegion"))
                 })?;
-                crate::sinks::refuse_plain_http(region, false, "apiHosts.dataRegion")
+                crate::url::refuse_plain_http(region, false, "apiHosts.dataRegion")
                     .map_err(|e| CollectError::Protocol(format!("{url}: {e}")))?;
                 Ok(Principal::Tenant {
                     id,
@@ -578,7 +578,7 @@ impl Client {
                     continue;
                 };
                 // The token goes to this host: never in clear.
-                crate::sinks::refuse_plain_http(host, false, "a tenant's apiHost")
+                crate::url::refuse_plain_http(host, false, "a tenant's apiHost")
                     .map_err(|e| CollectError::Protocol(format!("{url}: {e}")))?;
                 tenants.push(Tenant {
                     id: id.into(),

@@ -23,6 +23,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::collect::CollectError;
+use crate::sinks::{EsConfig, FileConfig, Rotation, SinkConfig, SyslogConfig};
+
+/// The `type`s an `[[output]]` may have.
+pub const OUTPUT_TYPES: &[&str] = &["file", "stdout", "elasticsearch", "syslog", "kafka"];
 
 /// A secret string: never shown by `Debug` or `Display`.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -352,7 +356,7 @@ impl CollectConfig {
             (&file.auth_url, "auth_url"),
             (&file.global_url, "global_url"),
         ] {
-            crate::sinks::refuse_plain_http(url, false, what).map_err(CollectError::Config)?;
+            crate::url::refuse_plain_http(url, false, what).map_err(CollectError::Config)?;
         }
         let q = &file.query;
         if q.late_horizon_secs > 0 && q.late_sweep_secs == 0 {
@@ -405,113 +409,114 @@ impl CollectConfig {
         dead_letter_path(&self.file.state_dir, self.file.output.len() > 1, o)
     }
 
-    /// The syslog sink settings, for `type = "syslog"`.
-    pub fn syslog(&self, o: &OutputSection) -> Result<crate::sinks::SyslogConfig, CollectError> {
-        let mut sys = crate::sinks::SyslogConfig::from_url(o.url.as_deref().unwrap_or_default())
-            .map_err(CollectError::Config)?;
-        sys.facility = o.facility.unwrap_or(sys.facility).min(23);
-        sys.severity = o.severity.unwrap_or(sys.severity).min(7);
-        if let Some(app) = &o.app_name {
-            sys.app_name = app.clone();
-        }
-        sys.ca_file = o.ca_file.clone();
-        sys.max_message_bytes = o.max_message_bytes.unwrap_or(sys.max_message_bytes).max(1);
-        sys.max_retries = o.max_retries.unwrap_or(sys.max_retries);
-        sys.timeouts = sys
-            .timeouts
-            .with_secs(o.connect_timeout_secs, o.timeout_secs);
-        sys.refused_dead_letter = Some(self.dead_letter(o));
-        sys.oversize_dead_letter = match o.oversize.as_deref() {
-            None | Some("send") => None,
-            Some("dead-letter") => Some(self.dead_letter(o)),
-            Some(other) => {
+    /// The output an `[[output]]` table describes, with its secrets read from the
+    /// environment variables it names.
+    pub fn sink(&self, o: &OutputSection) -> Result<SinkConfig, CollectError> {
+        let url = o.url.as_deref().unwrap_or_default();
+        let dead_letter = self.dead_letter(o);
+        Ok(match o.kind.as_str() {
+            "stdout" => SinkConfig::Stdout,
+            "file" => SinkConfig::File(FileConfig {
+                path: o.path.clone().unwrap_or_default(),
+                rotation: Rotation {
+                    max_bytes: o.rotate_bytes,
+                    max_age: o.rotate_secs.map(std::time::Duration::from_secs),
+                },
+                delivery_bound: o.timeout_secs.map(std::time::Duration::from_secs),
+            }),
+            "syslog" => {
+                let mut sys = SyslogConfig::from_url(url).map_err(CollectError::Config)?;
+                sys.facility = o.facility.unwrap_or(sys.facility).min(23);
+                sys.severity = o.severity.unwrap_or(sys.severity).min(7);
+                if let Some(app) = &o.app_name {
+                    sys.app_name = app.clone();
+                }
+                sys.ca_file = o.ca_file.clone();
+                sys.max_message_bytes = o.max_message_bytes.unwrap_or(sys.max_message_bytes).max(1);
+                sys.max_retries = o.max_retries.unwrap_or(sys.max_retries);
+                sys.timeouts = sys
+                    .timeouts
+                    .with_secs(o.connect_timeout_secs, o.timeout_secs);
+                sys.oversize_dead_letter = match o.oversize.as_deref() {
+                    None | Some("send") => None,
+                    Some("dead-letter") => Some(dead_letter.clone()),
+                    Some(other) => {
+                        return Err(CollectError::Config(format!(
+                            "output.oversize is \"send\" or \"dead-letter\", not {other:?}"
+                        )));
+                    }
+                };
+                sys.refused_dead_letter = Some(dead_letter);
+                SinkConfig::Syslog(Box::new(sys))
+            }
+            "kafka" => {
+                let password = || {
+                    o.password_env
+                        .as_ref()
+                        .and_then(|var| std::env::var(var).ok())
+                };
+                let mut kafka = crate::kafka::KafkaConfig::from_url(url, password).map_err(|e| {
+                    CollectError::Config(format!(
+                        "{e} (for output {}: the password comes from the variable password_env names)",
+                        o.name
+                    ))
+                })?;
+                kafka.group = None;
+                kafka.ca_file = o.ca_file.clone();
+                kafka.properties = o
+                    .properties
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                SinkConfig::Kafka(Box::new(crate::sinks::kafka::KafkaSinkConfig {
+                    kafka,
+                    dead_letter,
+                }))
+            }
+            "elasticsearch" => {
+                let profile = crate::mapping::Profile::by_name(&self.file.profile)
+                    .unwrap_or_else(crate::mapping::Profile::documented);
+                crate::url::refuse_plain_http(url, o.allow_http, "the index URL (output.url)")
+                    .map_err(CollectError::Config)?;
+                let mut es = EsConfig::from_url(url, profile).map_err(CollectError::Config)?;
+                let env =
+                    |var: &Option<String>, what: &str| -> Result<Option<String>, CollectError> {
+                        var.as_ref()
+                            .map(|v| {
+                                std::env::var(v).map_err(|_| {
+                                    CollectError::Config(format!(
+                                        "the environment variable {v} ({what}) is not set"
+                                    ))
+                                })
+                            })
+                            .transpose()
+                    };
+                es.api_key = env(&o.api_key_env, "output.api_key_env")?;
+                if let Some(user) = &o.username {
+                    let password = env(&o.password_env, "output.password_env")?.unwrap_or_default();
+                    es.basic = Some((user.clone(), password));
+                }
+                es.ca_file = o.ca_file.clone();
+                es.gzip = o.gzip;
+                es.batch_docs = o.batch_docs.unwrap_or(es.batch_docs).max(1);
+                es.max_retries = o.max_retries.unwrap_or(es.max_retries);
+                es.timeouts = es
+                    .timeouts
+                    .with_secs(o.connect_timeout_secs, o.timeout_secs);
+                es.batch_bytes = o.batch_bytes.unwrap_or(es.batch_bytes).max(1);
+                es.dead_letter = dead_letter;
+                es.install_template = o.install_template.then(|| {
+                    crate::catalogue::TemplateOptions::for_index(&es.index, o.data_stream)
+                });
+                SinkConfig::Elasticsearch(Box::new(es))
+            }
+            other => {
                 return Err(CollectError::Config(format!(
-                    "output.oversize is \"send\" or \"dead-letter\", not {other:?}"
+                    "output.type {other:?} is not one of {}",
+                    OUTPUT_TYPES.join(", ")
                 )));
             }
-        };
-        Ok(sys)
-    }
-
-    /// The Kafka sink settings, for `type = "kafka"`.
-    pub fn kafka(
-        &self,
-        o: &OutputSection,
-    ) -> Result<crate::sinks::kafka::KafkaSinkConfig, CollectError> {
-        let password = || {
-            o.password_env
-                .as_ref()
-                .and_then(|var| std::env::var(var).ok())
-        };
-        let mut kafka = crate::kafka::KafkaConfig::from_url(
-            o.url.as_deref().unwrap_or_default(),
-            password,
-        )
-        .map_err(|e| {
-            CollectError::Config(format!(
-                "{e} (for output {}: the password comes from the variable password_env names)",
-                o.name
-            ))
-        })?;
-        kafka.group = None;
-        kafka.ca_file = o.ca_file.clone();
-        kafka.properties = o
-            .properties
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        Ok(crate::sinks::kafka::KafkaSinkConfig {
-            kafka,
-            dead_letter: self.dead_letter(o),
-            // The window is fetched again after a failed delivery: nothing to keep aside.
-            dead_letter_undelivered: false,
         })
-    }
-
-    /// The Elasticsearch/OpenSearch sink settings, for `type = "elasticsearch"`.
-    pub fn elasticsearch(&self, o: &OutputSection) -> Result<crate::sinks::EsConfig, CollectError> {
-        let profile = crate::mapping::Profile::by_name(&self.file.profile)
-            .unwrap_or_else(crate::mapping::Profile::documented);
-        let url = o.url.as_deref().unwrap_or_default();
-        crate::sinks::refuse_plain_http(url, o.allow_http, "the index URL (output.url)")
-            .map_err(CollectError::Config)?;
-        let mut es =
-            crate::sinks::EsConfig::from_url(url, profile).map_err(CollectError::Config)?;
-        let env = |var: &Option<String>, what: &str| -> Result<Option<String>, CollectError> {
-            var.as_ref()
-                .map(|v| {
-                    std::env::var(v).map_err(|_| {
-                        CollectError::Config(format!(
-                            "the environment variable {v} ({what}) is not set"
-                        ))
-                    })
-                })
-                .transpose()
-        };
-        es.api_key = env(&o.api_key_env, "output.api_key_env")?;
-        if let Some(user) = &o.username {
-            let password = env(&o.password_env, "output.password_env")?.unwrap_or_default();
-            es.basic = Some((user.clone(), password));
-        }
-        es.ca_file = o.ca_file.clone();
-        // The window is fetched again after a failed delivery: nothing to keep aside.
-        es.dead_letter_undelivered = false;
-        es.gzip = o.gzip;
-        es.batch_docs = o.batch_docs.unwrap_or(es.batch_docs).max(1);
-        es.max_retries = o.max_retries.unwrap_or(es.max_retries);
-        es.timeouts = es
-            .timeouts
-            .with_secs(o.connect_timeout_secs, o.timeout_secs);
-        es.batch_bytes = o.batch_bytes.unwrap_or(es.batch_bytes).max(1);
-        es.dead_letter = self.dead_letter(o);
-        es.install_template = o
-            .install_template
-            .then(|| crate::catalogue::TemplateOptions {
-                index_patterns: vec![es.index.clone()],
-                data_stream: o.data_stream,
-                ..Default::default()
-            });
-        Ok(es)
     }
 }
 
@@ -668,7 +673,7 @@ impl std::fmt::Debug for OutputSection {
         f.debug_struct("OutputSection")
             .field("kind", &self.kind)
             .field("name", &self.name)
-            .field("url", &self.url.as_deref().map(crate::sinks::redact_url))
+            .field("url", &self.url.as_deref().map(crate::url::redact))
             .field("properties", &properties)
             .field("keys", &self.keys_set())
             .field("path", &self.path)
@@ -914,14 +919,11 @@ mod tests {
             "{BASE}[output]\ntype = \"elasticsearch\"\nurl = \"http://es.example:9200/i\"\n"
         ));
         let config = load(&index).unwrap();
-        let err = config
-            .elasticsearch(&config.file.output[0])
-            .unwrap_err()
-            .to_string();
+        let err = config.sink(&config.file.output[0]).unwrap_err().to_string();
         assert!(err.contains("allow_http = true"), "{err}");
         let allowed = index.replace("url = ", "allow_http = true\nurl = ");
         let config = load(&allowed).unwrap();
-        assert!(config.elasticsearch(&config.file.output[0]).is_ok());
+        assert!(config.sink(&config.file.output[0]).is_ok());
     }
 
     #[test]

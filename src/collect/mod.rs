@@ -37,7 +37,7 @@ use serde_json::value::RawValue;
 
 use crate::mapping::Profile;
 use crate::normalizer::{LineOutcome, Normalizer};
-use crate::sinks::{EsSink, FileSink, KafkaSink, Rotation, Sink, StdoutSink, SyslogSink};
+use crate::sinks::{Sink, SinkContext};
 use client::{Client, Fetched, Tenant};
 use config::{CollectConfig, OutputSection};
 use metrics::Metrics;
@@ -180,29 +180,12 @@ fn open_sink(
     o: &OutputSection,
     for_check: bool,
 ) -> Result<Box<dyn Sink>, CollectError> {
-    Ok(match o.kind.as_str() {
-        "stdout" => Box::new(StdoutSink),
-        "elasticsearch" => {
-            let mut es = config.elasticsearch(o)?;
-            if for_check {
-                es.install_template = None;
-            }
-            Box::new(EsSink::open(es)?)
-        }
-        "syslog" => Box::new(SyslogSink::open(config.syslog(o)?)?),
-        "kafka" => Box::new(KafkaSink::open(config.kafka(o)?)?),
-        _ => {
-            let rotation = Rotation {
-                max_bytes: o.rotate_bytes,
-                max_age: o.rotate_secs.map(Duration::from_secs),
-            };
-            let sink = FileSink::open(o.path.clone().unwrap_or_default(), rotation)?;
-            Box::new(match o.timeout_secs {
-                Some(secs) => sink.with_delivery_bound(Duration::from_secs(secs)),
-                None => sink,
-            })
-        }
-    })
+    // A failed window is fetched and delivered again: no sink keeps it aside.
+    let context = SinkContext {
+        replays: true,
+        check_only: for_check,
+    };
+    Ok(crate::sinks::build(&config.sink(o)?, &context)?)
 }
 
 /// Undoes the deliveries that were started and never committed (after a crash, or a

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 
 use rdkafka::ClientConfig;
 
-use crate::sinks::{redact_url, refuse_credentials};
+use crate::url::{Url, redact, refuse_credentials};
 
 /// SASL authentication.
 #[derive(Clone, PartialEq, Eq)]
@@ -109,27 +109,20 @@ impl KafkaConfig {
         password: impl FnOnce() -> Option<String>,
     ) -> Result<KafkaConfig, String> {
         refuse_credentials(url)?;
-        let (scheme, rest) = url
-            .split_once("://")
-            .ok_or_else(|| format!("{url}: not a kafka:// URL"))?;
-        let tls = match scheme {
+        let u = Url::parse(url)?;
+        let tls = match u.scheme.to_ascii_lowercase().as_str() {
             "kafka" => false,
             "kafka+tls" => true,
             _ => return Err(format!("{url}: the scheme is kafka or kafka+tls")),
         };
-        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let (brokers, topic) = path
-            .split_once('/')
-            .ok_or_else(|| format!("{url}: give the topic, as in kafka://host:9092/TOPIC"))?;
-        let topic = topic.trim_end_matches('/');
-        if brokers.is_empty() || topic.is_empty() || topic.contains('/') {
+        let (brokers, topic) = (u.authority, u.path);
+        if topic.is_empty() || topic.contains('/') {
             return Err(format!(
                 "{url}: give the brokers and one topic, as in kafka://host:9092,host2:9092/TOPIC"
             ));
         }
         let (mut group, mut mechanism, mut user) = (None, None, None);
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        for (k, v) in u.query_pairs() {
             match k {
                 "group" if !v.is_empty() => group = Some(v.to_string()),
                 "sasl" => {
@@ -147,7 +140,7 @@ impl KafkaConfig {
                 "user" if !v.is_empty() => user = Some(v.to_string()),
                 _ => {
                     return Err(format!(
-                        "{url}: unknown parameter {pair:?} (group, sasl and user are known)"
+                        "{url}: unknown parameter {k:?} (group, sasl and user are known)"
                     ));
                 }
             }
@@ -179,7 +172,7 @@ impl KafkaConfig {
     /// The URL again, for messages (no password is ever in it).
     pub fn url(&self) -> String {
         let scheme = if self.tls { "kafka+tls" } else { "kafka" };
-        redact_url(&format!("{scheme}://{}/{}", self.brokers, self.topic))
+        redact(&format!("{scheme}://{}/{}", self.brokers, self.topic))
     }
 
     /// The client configuration: brokers, TLS, SASL, then `defaults`, then

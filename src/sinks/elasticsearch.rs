@@ -56,12 +56,10 @@ pub struct EsConfig {
     pub max_retries: u32,
     /// Connecting, and one whole bulk request (default 10 s and 60 s).
     pub timeouts: Timeouts,
-    /// Where permanently refused documents go (NDJSON).
+    /// Where permanently refused documents go (NDJSON); also, for a caller that does
+    /// not deliver a failed batch again ([`super::SinkContext::replays`]), the documents
+    /// of a batch given up on (after the retries, or a refused request).
     pub dead_letter: PathBuf,
-    /// Also keep there the documents of a batch given up on (after the retries, or a
-    /// refused request), before failing. `normalize` does; `collect` does not need to,
-    /// since it fetches the window again.
-    pub dead_letter_undelivered: bool,
     /// Install the profile's index template at start-up.
     pub install_template: Option<TemplateOptions>,
     /// The profile (for the template).
@@ -71,22 +69,19 @@ pub struct EsConfig {
 impl EsConfig {
     /// Splits `https://host:9200/index` into the base URL and the index.
     pub fn from_url(url: &str, profile: Profile) -> Result<EsConfig, String> {
-        super::refuse_credentials(url)?;
-        let (scheme, rest) = url
-            .split_once("://")
-            .ok_or_else(|| format!("{url}: not an http(s) URL"))?;
+        crate::url::refuse_credentials(url)?;
+        let u = crate::url::Url::parse(url)?;
+        let scheme = u.scheme.to_ascii_lowercase();
         if scheme != "http" && scheme != "https" {
             return Err(format!("{url}: the scheme must be http or https"));
         }
-        let (host, index) = rest
-            .split_once('/')
-            .ok_or_else(|| format!("{url}: name the index, as in https://host:9200/sophos-tac"))?;
-        let index = index.trim_end_matches('/');
-        if host.is_empty() || index.is_empty() || index.contains('/') {
+        let index = u.path;
+        if index.is_empty() || index.contains('/') || !u.query.is_empty() {
             return Err(format!(
                 "{url}: name the index, as in https://host:9200/sophos-tac"
             ));
         }
+        let host = u.authority;
         Ok(EsConfig {
             url: format!("{scheme}://{host}"),
             index: index.to_string(),
@@ -99,7 +94,6 @@ impl EsConfig {
             max_retries: 10,
             timeouts: DEFAULT_TIMEOUTS,
             dead_letter: PathBuf::from("sophos-tac-dead-letter.ndjson"),
-            dead_letter_undelivered: true,
             install_template: None,
             profile,
         })
@@ -157,7 +151,7 @@ pub struct EsService {
 impl std::fmt::Debug for EsConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EsConfig")
-            .field("url", &super::redact_url(&self.url))
+            .field("url", &crate::url::redact(&self.url))
             .field("index", &self.index)
             .field("api_key", &self.api_key.as_ref().map(|_| "***"))
             .field("basic", &self.basic.as_ref().map(|(user, _)| (user, "***")))
@@ -168,7 +162,6 @@ impl std::fmt::Debug for EsConfig {
             .field("max_retries", &self.max_retries)
             .field("timeouts", &self.timeouts)
             .field("dead_letter", &self.dead_letter)
-            .field("dead_letter_undelivered", &self.dead_letter_undelivered)
             .field("install_template", &self.install_template.is_some())
             .field("profile", &self.profile.name())
             .finish()
@@ -261,14 +254,18 @@ pub struct EsStats {
 #[derive(Debug)]
 pub struct EsSink {
     cfg: EsConfig,
+    /// Keep a given-up batch's documents in the dead-letter file (the caller does not
+    /// deliver it again).
+    keep_undelivered: bool,
     service: EsService,
     dead_letter: DeadLetter,
     stats: EsStats,
 }
 
 impl EsSink {
-    /// Connects (lazily) and, when asked, installs the index template.
-    pub fn open(cfg: EsConfig) -> Result<EsSink, Error> {
+    /// Connects (lazily) and, when asked and not only checking, installs the index
+    /// template.
+    pub fn open(cfg: EsConfig, context: &super::SinkContext) -> Result<EsSink, Error> {
         let service = EsService::new(&cfg).map_err(|e| Error::Write {
             path: cfg.url.clone(),
             source: std::io::Error::other(e),
@@ -277,9 +274,15 @@ impl EsSink {
             service,
             dead_letter: DeadLetter::new(cfg.dead_letter.clone()),
             stats: EsStats::default(),
+            keep_undelivered: !context.replays,
             cfg,
         };
-        if let Some(options) = sink.cfg.install_template.clone() {
+        if let Some(options) = sink
+            .cfg
+            .install_template
+            .clone()
+            .filter(|_| !context.check_only)
+        {
             sink.install_template(&options)?;
         }
         Ok(sink)
@@ -340,10 +343,10 @@ impl EsSink {
         Ok(())
     }
 
-    /// Fails the delivery; with `dead_letter_undelivered`, the documents not delivered
-    /// are first kept in the dead-letter file with the reason.
+    /// Fails the delivery; for a caller that does not deliver it again, the documents
+    /// not delivered are first kept in the dead-letter file with the reason.
     fn give_up(&mut self, pending: &[Doc], reason: String) -> Result<(), Error> {
-        if self.cfg.dead_letter_undelivered {
+        if self.keep_undelivered {
             let path = self.dead_letter.path().to_path_buf();
             let kept = super::keep_undelivered(pending.len(), &path, |i| {
                 self.dead_letter(&pending[i], &json!({ "undelivered": reason }))
@@ -476,6 +479,21 @@ impl Sink for EsSink {
 
     fn dead_lettered(&self) -> u64 {
         self.stats.dead_lettered
+    }
+
+    fn report(&self) -> Option<super::SinkReport> {
+        let s = &self.stats;
+        Some(super::SinkReport {
+            line: format!(
+                "{} delivered ({} already there), {} refused (kept in {}), {} retries",
+                s.delivered,
+                s.already_there,
+                s.dead_lettered,
+                self.cfg.dead_letter.display(),
+                s.retries
+            ),
+            warning: s.dead_lettered > 0,
+        })
     }
 
     /// Every bulk request of the delivery (split by `batch_docs` and by `batch_bytes`),

@@ -41,11 +41,9 @@ pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
 pub struct KafkaSinkConfig {
     /// Brokers, topic, TLS, SASL, properties.
     pub kafka: KafkaConfig,
-    /// Where refused (and, with `dead_letter_undelivered`, unacknowledged) documents go.
+    /// Where refused documents go; also, for a caller that does not deliver a failed
+    /// batch again ([`super::SinkContext::replays`]), the unacknowledged ones.
     pub dead_letter: PathBuf,
-    /// Keep the documents of a failed delivery in the dead-letter file (for `normalize`,
-    /// which cannot fetch them again; `collect` fetches the window again instead).
-    pub dead_letter_undelivered: bool,
 }
 
 /// Counts of what the sink did.
@@ -106,6 +104,9 @@ impl ProducerContext for Reports {
 /// The Kafka sink.
 pub struct KafkaSink {
     cfg: KafkaSinkConfig,
+    /// Keep a failed delivery's unacknowledged documents in the dead-letter file (the
+    /// caller does not deliver it again).
+    keep_undelivered: bool,
     producer: BaseProducer<Reports>,
     dead_letter: DeadLetter,
     stats: KafkaStats,
@@ -173,7 +174,7 @@ fn producer(cfg: &KafkaSinkConfig) -> Result<BaseProducer<Reports>, String> {
 
 impl KafkaSink {
     /// Creates the producer (it connects in the background).
-    pub fn open(cfg: KafkaSinkConfig) -> Result<KafkaSink, Error> {
+    pub fn open(cfg: KafkaSinkConfig, context: &super::SinkContext) -> Result<KafkaSink, Error> {
         let producer = producer(&cfg).map_err(|e| Error::Write {
             path: cfg.kafka.url(),
             source: std::io::Error::other(e),
@@ -199,6 +200,7 @@ impl KafkaSink {
             stats: KafkaStats::default(),
             wait: Duration::from_millis(timeout_ms) + Duration::from_secs(30),
             delivery: 0,
+            keep_undelivered: !context.replays,
             cfg,
         })
     }
@@ -225,7 +227,7 @@ impl KafkaSink {
         Ok(())
     }
 
-    /// Fails the delivery; with `dead_letter_undelivered`, the documents not
+    /// Fails the delivery; for a caller that does not deliver it again, the documents not
     /// acknowledged are first kept in the dead-letter file with the reason. A producer
     /// left in a fatal state (an idempotent producer whose broker lost its sequence) is
     /// replaced for the next delivery.
@@ -235,7 +237,7 @@ impl KafkaSink {
         lines: &[&[u8]],
         keys: &[String],
     ) -> Result<(), Error> {
-        let kept = if self.cfg.dead_letter_undelivered {
+        let kept = if self.keep_undelivered {
             let path = self.dead_letter.path().to_path_buf();
             let kept = super::keep_undelivered(undelivered.len(), &path, |n| {
                 let (i, reason) = &undelivered[n];
@@ -383,6 +385,18 @@ impl Sink for KafkaSink {
         self.stats.dead_lettered
     }
 
+    fn report(&self) -> Option<super::SinkReport> {
+        Some(super::SinkReport {
+            line: format!(
+                "{} acknowledged, {} refused (kept in {})",
+                self.stats.delivered,
+                self.stats.dead_lettered,
+                self.cfg.dead_letter.display()
+            ),
+            warning: self.stats.dead_lettered > 0,
+        })
+    }
+
     /// Its wait for the delivery reports (`message.timeout.ms` + 30 s), and a minute
     /// for the queue to take the messages.
     fn delivery_bound(&self, _documents: usize, _bytes: usize) -> Duration {
@@ -421,11 +435,13 @@ mod tests {
         ] {
             let mut kafka = KafkaConfig::from_url("kafka://127.0.0.1:1/t", || None).unwrap();
             kafka.properties = vec![(key.into(), value.into())];
-            let sink = KafkaSink::open(KafkaSinkConfig {
-                kafka,
-                dead_letter: std::env::temp_dir().join("unused-dead-letter.ndjson"),
-                dead_letter_undelivered: false,
-            })
+            let sink = KafkaSink::open(
+                KafkaSinkConfig {
+                    kafka,
+                    dead_letter: std::env::temp_dir().join("unused-dead-letter.ndjson"),
+                },
+                &crate::sinks::SinkContext::default(),
+            )
             .unwrap();
             assert_eq!(sink.wait, Duration::from_secs(want + 30), "{key}");
         }

@@ -8,6 +8,7 @@
 //! partial or unacknowledged delivery on restart, so that the batch, delivered again, is
 //! in the output exactly once (for files; stdout cannot be repaired: at least once).
 
+mod config;
 #[cfg(feature = "elasticsearch")]
 pub mod elasticsearch;
 mod file;
@@ -16,6 +17,7 @@ pub mod kafka;
 #[cfg(feature = "syslog")]
 pub mod syslog;
 
+pub use config::{FileConfig, SinkConfig, SinkContext, build};
 #[cfg(feature = "elasticsearch")]
 pub use elasticsearch::{EsConfig, EsSink};
 pub use file::{FileSink, Rotation};
@@ -272,76 +274,6 @@ pub fn keyed_documents<'a>(ndjson: &'a [u8], ids: Option<&[String]>) -> Vec<(Str
         .collect()
 }
 
-/// A URL as it may be shown in a log line or an error: any user-info (`user:password@`)
-/// replaced by `***@`.
-pub fn redact_url(url: &str) -> String {
-    let (scheme, rest) = match url.split_once("://") {
-        Some((scheme, rest)) => (Some(scheme), rest),
-        None => (None, url),
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let rest = match rest[..authority_end].rfind('@') {
-        Some(at) => format!("***{}", &rest[at..]),
-        None => rest.to_string(),
-    };
-    match scheme {
-        Some(scheme) => format!("{scheme}://{rest}"),
-        None => rest,
-    }
-}
-
-/// Refuses an output URL that holds credentials (`user:password@host`): they would show
-/// in process lists, shell histories and logs. The message (which shows the URL
-/// redacted) names the environment variables and settings to use instead.
-pub fn refuse_credentials(url: &str) -> Result<(), String> {
-    if redact_url(url) == url {
-        return Ok(());
-    }
-    Err(format!(
-        "{}: the URL holds credentials (user:password@), which would show in process lists, \
-         shell histories and logs; take them out and set SOPHOS_TAC_ES_USER and \
-         SOPHOS_TAC_ES_PASSWORD or SOPHOS_TAC_ES_API_KEY (with collect: output.username and \
-         output.password_env, or output.api_key_env)",
-        redact_url(url)
-    ))
-}
-
-/// True when `url`'s host is a loopback address (`127.0.0.0/8`, `[::1]`) or `localhost`.
-pub fn is_loopback_url(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = match host_port.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => host_port.rsplit_once(':').map_or(host_port, |(h, _)| h),
-    };
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
-/// Refuses a plain `http://` URL whose host is not loopback, unless `allowed` (the
-/// user said so: `--allow-http`, `allow_http = true`): credentials and detection data
-/// would cross the network in clear. `what` names the setting in the message.
-pub fn refuse_plain_http(url: &str, allowed: bool, what: &str) -> Result<(), String> {
-    let plain = url
-        .get(..7)
-        .is_some_and(|s| s.eq_ignore_ascii_case("http://"));
-    if !plain || allowed || is_loopback_url(url) {
-        return Ok(());
-    }
-    Err(format!(
-        "{}: {what} is plain http:// to a host that is not loopback: credentials and documents would cross the network in clear; use https://{}",
-        redact_url(url),
-        if what.contains("index") {
-            " (or, on a network you trust, --allow-http / allow_http = true)"
-        } else {
-            ""
-        }
-    ))
-}
-
 /// A destination for batches of NDJSON documents.
 pub trait Sink: Send {
     /// A short name for logs and errors.
@@ -372,6 +304,51 @@ pub trait Sink: Send {
     /// anything (for `collect --check`).
     fn check(&mut self) -> Result<(), Error> {
         Ok(())
+    }
+    /// What the sink did so far, in one line for the end of a run; `None` when it has
+    /// nothing to say beyond the documents written.
+    fn report(&self) -> Option<SinkReport> {
+        None
+    }
+}
+
+/// A sink's end-of-run line ([`Sink::report`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkReport {
+    /// What was delivered, refused and kept, on one line.
+    pub line: String,
+    /// True when the line tells of documents refused or set aside: shown even when the
+    /// user asked for quiet.
+    pub warning: bool,
+}
+
+impl<S: Sink + ?Sized> Sink for Box<S> {
+    fn name(&self) -> String {
+        (**self).name()
+    }
+    fn mark(&mut self) -> Result<String, Error> {
+        (**self).mark()
+    }
+    fn deliver(&mut self, ndjson: &[u8], ids: Option<&[String]>) -> Result<(), Error> {
+        (**self).deliver(ndjson, ids)
+    }
+    fn repair(&mut self, mark: &str) -> Result<(), Error> {
+        (**self).repair(mark)
+    }
+    fn committed(&mut self) -> Result<(), Error> {
+        (**self).committed()
+    }
+    fn delivery_bound(&self, documents: usize, bytes: usize) -> std::time::Duration {
+        (**self).delivery_bound(documents, bytes)
+    }
+    fn dead_lettered(&self) -> u64 {
+        (**self).dead_lettered()
+    }
+    fn check(&mut self) -> Result<(), Error> {
+        (**self).check()
+    }
+    fn report(&self) -> Option<SinkReport> {
+        (**self).report()
     }
 }
 
@@ -585,54 +562,5 @@ mod tests {
         drop(first);
         let again = open_exclusive(&path, OpenMode::Truncate).unwrap();
         assert_eq!(again.metadata().unwrap().len(), 0);
-    }
-
-    #[test]
-    fn plain_http_is_refused_off_loopback_unless_allowed() {
-        for ok in [
-            "https://es.example:9200/i",
-            "http://127.0.0.1:9200/i",
-            "http://127.9.9.9/i",
-            "http://[::1]:9200/i",
-            "http://localhost:9200",
-            "HTTP://LOCALHOST/x",
-        ] {
-            assert!(
-                refuse_plain_http(ok, false, "the index URL").is_ok(),
-                "{ok}"
-            );
-        }
-        for bad in [
-            "http://es.example:9200/i",
-            "http://10.0.0.1/i",
-            "http://127.0.0.1.example.com/i",
-            "http://user@evil/i",
-            "http://[::2]/i",
-        ] {
-            let err = refuse_plain_http(bad, false, "the index URL").unwrap_err();
-            assert!(err.contains("--allow-http"), "{err}");
-            assert!(refuse_plain_http(bad, true, "the index URL").is_ok());
-        }
-        let err = refuse_plain_http("http://id.example/token", false, "auth_url").unwrap_err();
-        assert!(!err.contains("allow"), "{err}");
-    }
-
-    #[test]
-    fn urls_are_redacted_and_credentials_refused() {
-        assert_eq!(
-            redact_url("https://elastic:hunter2@es.example:9200/idx?x=a@b"),
-            "https://***@es.example:9200/idx?x=a@b"
-        );
-        assert_eq!(redact_url("http://es:9200/i@x"), "http://es:9200/i@x");
-        assert_eq!(
-            redact_url("syslog+tls://u@h:6514"),
-            "syslog+tls://***@h:6514"
-        );
-        assert!(refuse_credentials("https://es.example:9200/idx").is_ok());
-        let err = refuse_credentials("https://elastic:hunter2@es.example:9200/idx").unwrap_err();
-        assert!(
-            !err.contains("hunter2") && err.contains("SOPHOS_TAC_ES_PASSWORD"),
-            "{err}"
-        );
     }
 }

@@ -93,11 +93,9 @@ pub const DEFAULT_TIMEOUTS: Timeouts = Timeouts {
 impl SyslogConfig {
     /// Parses `syslog+tcp://host:port` (or `+tls`, `+udp`).
     pub fn from_url(url: &str) -> Result<SyslogConfig, String> {
-        super::refuse_credentials(url)?;
-        let (scheme, rest) = url
-            .split_once("://")
-            .ok_or_else(|| format!("{url}: not a syslog URL"))?;
-        let transport = match scheme {
+        crate::url::refuse_credentials(url)?;
+        let u = crate::url::Url::parse(url)?;
+        let transport = match u.scheme.to_ascii_lowercase().as_str() {
             "syslog+tcp" | "syslog" => Transport::Tcp,
             "syslog+tls" => Transport::Tls,
             "syslog+udp" => Transport::Udp,
@@ -107,11 +105,17 @@ impl SyslogConfig {
                 ));
             }
         };
-        let rest = rest.trim_end_matches('/');
-        let (host, port) = rest
-            .rsplit_once(':')
-            .ok_or_else(|| format!("{url}: give the port, as in syslog+tls://host:6514"))?;
-        let port = port.parse().map_err(|_| format!("{url}: bad port"))?;
+        if !u.path.is_empty() || !u.query.is_empty() || u.authority.contains(',') {
+            return Err(format!(
+                "{url}: give one host and its port, as in syslog+tls://host:6514"
+            ));
+        }
+        let port = u
+            .port()
+            .ok_or_else(|| format!("{url}: give the port, as in syslog+tls://host:6514"))?
+            .parse()
+            .map_err(|_| format!("{url}: bad port"))?;
+        let host = u.host();
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .ok()
@@ -119,10 +123,7 @@ impl SyslogConfig {
             .unwrap_or_else(|| "-".into());
         Ok(SyslogConfig {
             transport,
-            host: host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string(),
+            host: host.to_string(),
             port,
             facility: 16,
             severity: 6,
@@ -456,6 +457,25 @@ impl Sink for SyslogSink {
 
     fn dead_lettered(&self) -> u64 {
         self.stats.dead_lettered
+    }
+
+    /// Only when messages were over the size limit: how many were sent whole and how
+    /// many kept aside.
+    fn report(&self) -> Option<super::SinkReport> {
+        let s = &self.stats;
+        (s.oversize > 0).then(|| super::SinkReport {
+            line: format!(
+                "{} document(s) over the size limit ({} bytes: --syslog-max-bytes, max_message_bytes) or what one UDP datagram takes: {} sent whole, {} kept in {}",
+                s.oversize,
+                self.cfg.max_message_bytes,
+                s.oversize - s.dead_lettered.min(s.oversize),
+                s.dead_lettered,
+                self.dead_letter
+                    .as_ref()
+                    .map_or("-".into(), |d| d.path().display().to_string()),
+            ),
+            warning: true,
+        })
     }
 
     fn delivery_bound(&self, _documents: usize, _bytes: usize) -> Duration {

@@ -11,9 +11,10 @@ use sophos_tac::Error;
 use sophos_tac::kafka::KafkaConfig;
 use sophos_tac::kafka::source::{self, SourceObserver, SourceSummary};
 use sophos_tac::pipeline::RejectsWriter;
-use sophos_tac::sinks::{EsSink, FileSink, KafkaSink, Rotation, Sink, StdoutSink, SyslogSink};
+use sophos_tac::sinks::{Sink, SinkContext};
 
-use crate::args::{NormalizeConfig, ProgressMode, Target};
+use crate::args::ProgressMode;
+use crate::resolve::NormalizeConfig;
 use crate::{EXIT_OK, EXIT_REJECTS};
 
 /// Rejects to a file (synced before each commit) or stderr; progress on a terminal.
@@ -65,36 +66,6 @@ impl SourceObserver for Report {
     }
 }
 
-/// The output as a sink. A file is appended to (a member restarts where it stopped);
-/// the outputs that could keep a failed delivery's documents aside do not, since the
-/// messages are read again.
-fn sink(target: &Target) -> Result<Box<dyn Sink>, Error> {
-    Ok(match target {
-        Target::Stdout => Box::new(StdoutSink),
-        Target::File(p) => {
-            let mut file = FileSink::open(p.clone(), Rotation::default())?;
-            // A run killed in the middle of a write left a torn line: the batch it was
-            // writing was not committed, and is read and delivered again, after it.
-            let cut = file.cut_torn_tail()?;
-            if cut > 0 {
-                tracing::warn!(file = %p.display(), bytes = cut, "cut a torn last line (a run was stopped in the middle of a write); its batch is delivered again");
-            }
-            Box::new(file)
-        }
-        Target::Elasticsearch(es) => {
-            let mut es = (**es).clone();
-            es.dead_letter_undelivered = false;
-            Box::new(EsSink::open(es)?)
-        }
-        Target::Syslog(sys) => Box::new(SyslogSink::open((**sys).clone())?),
-        Target::Kafka(k) => {
-            let mut k = (**k).clone();
-            k.dead_letter_undelivered = false;
-            Box::new(KafkaSink::open(k)?)
-        }
-    })
-}
-
 pub fn run(
     c: &NormalizeConfig,
     kafka: &KafkaConfig,
@@ -102,7 +73,13 @@ pub fn run(
 ) -> anyhow::Result<u8> {
     let stop = Arc::new(AtomicBool::new(false));
     sophos_tac::signal::set_on_termination(Arc::clone(&stop));
-    let mut output = sink(&c.output)?;
+    // A member restarts where its group committed: a file output is appended to, and a
+    // failed delivery's messages are read again, so nothing is kept aside.
+    let context = SinkContext {
+        replays: true,
+        ..SinkContext::default()
+    };
+    let mut output = sophos_tac::sinks::build(&c.output, &context)?;
     let terminal = std::io::stderr().is_terminal();
     let bar = (terminal && !c.quiet && c.progress != ProgressMode::Never).then(|| {
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
@@ -151,12 +128,11 @@ pub fn run(
                 summary.commits_refused
             );
         }
-        if refused > 0 {
-            eprintln!(
-                "sophos-tac: {}: {refused} document(s) refused (in the dead-letter file)",
-                output.name()
-            );
-        }
+    }
+    if let Some(r) = output.report()
+        && (!c.quiet || r.warning)
+    {
+        eprintln!("sophos-tac: {}: {}", c.output.name(), r.line);
     }
     Ok(if summary.rejected > 0 || refused > 0 {
         EXIT_REJECTS

@@ -4,12 +4,14 @@ mod args;
 mod collect;
 mod consume;
 mod normalize;
+mod resolve;
 
 use std::io::Write;
 use std::process::ExitCode;
 
-use args::{Args, Config, Format};
+use args::{Args, Format};
 use clap::Parser;
+use resolve::Config;
 use sophos_tac::catalogue;
 
 /// Exit status: every line normalized or blank.

@@ -9,9 +9,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use sophos_tac::Error;
 use sophos_tac::pipeline::{self, Observer, Reject, RejectsWriter, Summary};
-use sophos_tac::sinks::{EsSink, KafkaSink, SinkWriter, SyslogSink};
+use sophos_tac::sinks::{Sink, SinkConfig, SinkContext, SinkWriter};
 
-use crate::args::{NormalizeConfig, ProgressMode, Target};
+use crate::args::ProgressMode;
+use crate::resolve::NormalizeConfig;
 use crate::{EXIT_ERROR, EXIT_OK, EXIT_REJECTS};
 
 /// Inputs at least this large get a progress bar (on a terminal).
@@ -175,36 +176,19 @@ pub fn run(c: NormalizeConfig) -> anyhow::Result<u8> {
         rejects,
         progress: progress_for(&c),
     };
-    let mut kafka_writer = None;
-    let mut es_writer = None;
-    let mut syslog_writer = None;
-    let (mut out, out_name): (Box<dyn Write>, String) = match &c.output {
-        Target::Stdout => (Box::new(stdout_file()), "<stdout>".to_string()),
-        Target::File(p) => (Box::new(create(p, false)?), p.display().to_string()),
-        Target::Elasticsearch(es) => {
-            let name = sophos_tac::sinks::redact_url(&format!("{}/{}", es.url, es.index));
-            let writer = Rc::new(RefCell::new(SinkWriter::new(
-                EsSink::open((**es).clone())?,
-                es.batch_bytes,
-            )));
-            es_writer = Some(Rc::clone(&writer));
-            (Box::new(Shared(writer)), name)
-        }
-        Target::Syslog(sys) => {
-            let writer = Rc::new(RefCell::new(SinkWriter::new(
-                SyslogSink::open((**sys).clone())?,
-                256 * 1024,
-            )));
-            syslog_writer = Some(Rc::clone(&writer));
-            (Box::new(Shared(writer)), sys.url())
-        }
-        Target::Kafka(k) => {
-            let writer = Rc::new(RefCell::new(SinkWriter::new(
-                KafkaSink::open((**k).clone())?,
-                1024 * 1024,
-            )));
-            kafka_writer = Some(Rc::clone(&writer));
-            (Box::new(Shared(writer)), k.kafka.url())
+    // Stdout and a file are streams: written as the pipeline goes, nothing to
+    // acknowledge. Every other output is a sink, delivered to in batches.
+    let mut sink = None;
+    let out_name = c.output.name();
+    let mut out: Box<dyn Write> = match &c.output {
+        SinkConfig::Stdout => Box::new(stdout_file()),
+        SinkConfig::File(f) => Box::new(create(&f.path, false)?),
+        other => {
+            // Each line is read once: a failed delivery's documents are kept aside.
+            let opened = sophos_tac::sinks::build(other, &SinkContext::default())?;
+            let writer = Rc::new(RefCell::new(SinkWriter::new(opened, other.batch_bytes())));
+            sink = Some(Rc::clone(&writer));
+            Box::new(Shared(writer))
         }
     };
     let summary = pipeline::run(
@@ -215,49 +199,16 @@ pub fn run(c: NormalizeConfig) -> anyhow::Result<u8> {
         &mut report,
         &c.options,
     )?;
+    drop(out);
     let mut refused = 0;
-    if let (Some(w), Target::Elasticsearch(es)) = (es_writer, &c.output) {
-        let stats = w.borrow().sink().stats().clone();
-        refused = stats.dead_lettered;
-        if !c.quiet || stats.dead_lettered > 0 {
-            eprintln!(
-                "sophos-tac: {out_name}: {} delivered ({} already there), {} refused (kept in {}), {} retries",
-                stats.delivered,
-                stats.already_there,
-                stats.dead_lettered,
-                es.dead_letter.display(),
-                stats.retries
-            );
-        }
-    }
-    if let (Some(w), Target::Syslog(sys)) = (syslog_writer, &c.output) {
-        let stats = w.borrow().sink().stats().clone();
-        if stats.oversize > 0 {
-            let kept_in = sys
-                .oversize_dead_letter
-                .as_ref()
-                .or(sys.refused_dead_letter.as_ref())
-                .map_or("-".into(), |p| p.display().to_string());
-            eprintln!(
-                "sophos-tac: {out_name}: {} document(s) over --syslog-max-bytes ({} bytes) or what one UDP datagram takes: {} sent whole, {} kept in {kept_in}",
-                stats.oversize,
-                sys.max_message_bytes,
-                stats.oversize - stats.dead_lettered.min(stats.oversize),
-                stats.dead_lettered
-            );
-        }
-        refused += stats.dead_lettered;
-    }
-    if let (Some(w), Target::Kafka(k)) = (kafka_writer, &c.output) {
-        let stats = w.borrow().sink().stats().clone();
-        refused += stats.dead_lettered;
-        if !c.quiet || stats.dead_lettered > 0 {
-            eprintln!(
-                "sophos-tac: {out_name}: {} acknowledged, {} refused (kept in {})",
-                stats.delivered,
-                stats.dead_lettered,
-                k.dead_letter.display(),
-            );
+    if let Some(w) = sink {
+        let w = w.borrow();
+        let sink = w.sink();
+        refused = sink.dead_lettered();
+        if let Some(r) = sink.report()
+            && (!c.quiet || r.warning)
+        {
+            eprintln!("sophos-tac: {out_name}: {}", r.line);
         }
     }
     if let Some(w) = &mut report.rejects {

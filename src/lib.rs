@@ -54,8 +54,6 @@ mod normalizer;
 pub mod output;
 pub mod pipeline;
 pub mod row;
-#[cfg(feature = "collect")]
-pub mod signal;
 pub mod sinks;
 pub mod time;
 pub mod url;

@@ -360,3 +360,58 @@ interval_secs = 1";
     assert_eq!(code, 0, "{log}");
     assert_exactly_once(&sim, &setup);
 }
+
+/// The library, embedded: a collector on a current-thread runtime (which cannot move a
+/// blocking delivery off its one worker) collects every row once, and a service stops
+/// when told, with no signal handler of its own.
+#[test]
+fn the_library_collects_on_a_current_thread_runtime_and_stops_when_told() {
+    use sophos_tac::collect::Collector;
+    use sophos_tac::collect::config::CollectConfig;
+    use std::sync::Arc;
+
+    let sim = Sim::start(&["--kind", "tenant", "--rows", "150", "--past-secs", "3600"]);
+    let setup = Setup::new(&sim, "");
+    // The secret from a file: a test must not set this process's environment.
+    let secret = setup.dir.path().join("secret");
+    std::fs::write(&secret, common::collect::SECRET).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let text = std::fs::read_to_string(&setup.config).unwrap().replace(
+        "client_secret_env = \"SOPHOS_TAC_TEST_SECRET\"",
+        &format!("client_secret_file = \"{}\"", secret.display()),
+    );
+    std::fs::write(&setup.config, text).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let summary = runtime.block_on(async {
+        let collector =
+            Arc::new(Collector::open(CollectConfig::load(&setup.config).unwrap()).unwrap());
+        tokio::time::timeout(Duration::from_secs(120), collector.run(true))
+            .await
+            .expect("one pass within 120 s")
+            .unwrap()
+    });
+    assert_eq!(summary.tenants_failed, 0, "{summary:?}");
+    assert_eq!(summary.delivered, 150, "{summary:?}");
+    assert_exactly_once(&sim, &setup);
+
+    runtime.block_on(async {
+        let collector =
+            Arc::new(Collector::open(CollectConfig::load(&setup.config).unwrap()).unwrap());
+        let service = tokio::spawn(Arc::clone(&collector).run(false));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        collector.stop();
+        let result = tokio::time::timeout(Duration::from_secs(30), service)
+            .await
+            .expect("the service stops within 30 s of stop()")
+            .unwrap();
+        assert!(result.is_ok(), "{result:?}");
+    });
+    assert_exactly_once(&sim, &setup);
+}

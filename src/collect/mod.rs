@@ -223,7 +223,7 @@ pub struct Collector {
     metrics: Arc<Metrics>,
     /// Per tenant, the widest window its recent results allow (learned; starts wide).
     spans: Mutex<HashMap<String, Sizing>>,
-    /// True once a stop was asked for (SIGTERM, Ctrl-C, or [`Collector::stop`]): the
+    /// True once a stop was asked for ([`Collector::stop`]; the binary asks on SIGTERM and Ctrl-C): the
     /// fetches under way are abandoned, the deliveries under way finish and are
     /// committed, and no new window starts.
     stop: tokio::sync::watch::Sender<bool>,
@@ -686,7 +686,13 @@ impl Collector {
         rows: &[Box<RawValue>],
         progress: Progress,
     ) -> Result<PassSummary, CollectError> {
-        let s = tokio::task::block_in_place(|| self.deliver(tenant, lane, rows, to, progress))?;
+        let deliver = || self.deliver(tenant, lane, rows, to, progress);
+        // On a multi-threaded runtime the blocking delivery moves off the async worker;
+        // a current-thread runtime (which cannot) runs it in place.
+        let s = match tokio::runtime::Handle::current().runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::CurrentThread => deliver(),
+            _ => tokio::task::block_in_place(deliver),
+        }?;
         tracing::info!(tenant = %tenant.id, lane = lane.name(), from = %from, to = %to, rows = s.rows, duplicates = s.duplicates, delivered = s.delivered, rejected = s.rejected, "window delivered");
         Ok(s)
     }
@@ -846,7 +852,8 @@ impl Collector {
         Ok(outbox)
     }
 
-    /// Runs passes until stopped (Ctrl-C / SIGTERM), or once. In service mode the late
+    /// Runs passes until [`Collector::stop`] is called (the `sophos-tac` binary calls it
+    /// on SIGTERM and Ctrl-C; the library installs no signal handler), or once. In service mode the late
     /// sweeps of a pass stop at the next pass's start (`interval_secs`), so that live
     /// windows come first; `once` runs every due sweep to its end.
     pub async fn run(self: Arc<Self>, once: bool) -> Result<PassSummary, CollectError> {
@@ -859,17 +866,7 @@ impl Collector {
             }
             None => None,
         };
-        // Listen for SIGTERM and Ctrl-C for the whole run, passes included.
-        let me = Arc::clone(&self);
-        let signals = tokio::spawn(async move {
-            crate::signal::terminated().await;
-            tracing::info!(
-                "stop asked for: abandoning the fetches under way, finishing the deliveries"
-            );
-            me.stop();
-        });
         let result = self.passes(once, interval).await;
-        signals.abort();
         if let Some(endpoint) = endpoint {
             endpoint.abort();
         }
@@ -1031,9 +1028,14 @@ fn live_start(
     from.max(oldest).min(now)
 }
 
-/// A fault-injection point for crash tests: with `SOPHOS_TAC_CRASH_AFTER_DELIVERIES=N`,
-/// the process aborts after its N-th delivery, before that delivery is committed —
-/// the worst moment for a crash. Unset, it does nothing.
+/// A fault-injection point for the crash tests, built only with the `fault-injection`
+/// feature (which `cargo test` turns on, and no release build has): with
+/// `SOPHOS_TAC_CRASH_AFTER_DELIVERIES=N`, the process aborts after its N-th delivery,
+/// before that delivery is committed — the worst moment for a crash.
+#[cfg(not(feature = "fault-injection"))]
+fn crash_point() {}
+
+#[cfg(feature = "fault-injection")]
 fn crash_point() {
     use std::sync::atomic::{AtomicU64, Ordering};
     static DELIVERIES: AtomicU64 = AtomicU64::new(0);

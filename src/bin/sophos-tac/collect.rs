@@ -52,7 +52,19 @@ pub fn run(args: CollectArgs) -> anyhow::Result<u8> {
                 });
             })
         };
+        // SIGTERM and Ctrl-C ask the collector to stop, for the whole run.
+        let signals = {
+            let collector = Arc::clone(&collector);
+            tokio::spawn(async move {
+                crate::signal::terminated().await;
+                tracing::info!(
+                    "stop asked for: abandoning the fetches under way, finishing the deliveries"
+                );
+                collector.stop();
+            })
+        };
         let summary = collector.run(args.once).await;
+        signals.abort();
         watchdog.abort();
         let summary = summary?;
         anyhow::Ok(if summary.tenants_failed > 0 {

@@ -72,7 +72,7 @@ pub fn run(
     rejects: Option<RejectsWriter<BufWriter<File>>>,
 ) -> anyhow::Result<u8> {
     let stop = Arc::new(AtomicBool::new(false));
-    sophos_tac::signal::set_on_termination(Arc::clone(&stop));
+    crate::signal::set_on_termination(Arc::clone(&stop));
     // A member restarts where its group committed: a file output is appended to, and a
     // failed delivery's messages are read again, so nothing is kept aside.
     let context = SinkContext {

@@ -5,6 +5,7 @@ mod collect;
 mod consume;
 mod normalize;
 mod resolve;
+mod signal;
 
 use std::io::Write;
 use std::process::ExitCode;

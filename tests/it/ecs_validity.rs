@@ -4,9 +4,7 @@
 //!
 //! The reference is `../shared/ecs/fields.csv` and `allowed_values.json` when present;
 //! otherwise the compact table `tests/data/ecs-9.4.0-subset.tsv`, generated from them
-//! (regenerate with `SOPHOS_TAC_BLESS=1 cargo test --test ecs_validity`).
-
-mod common;
+//! (regenerate with `SOPHOS_TAC_BLESS=1 cargo test --test it ecs_validity::`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -36,7 +34,7 @@ struct Reference {
 }
 
 fn compact_path() -> PathBuf {
-    common::root().join(format!("tests/data/ecs-{VERSION}-subset.tsv"))
+    crate::common::root().join(format!("tests/data/ecs-{VERSION}-subset.tsv"))
 }
 
 /// The fields our profiles can emit outside `sophos.*`.
@@ -84,7 +82,7 @@ fn from_shared(dir: &Path) -> Reference {
 
 fn to_tsv(r: &Reference) -> String {
     let mut s = format!(
-        "# ECS {VERSION}: the fields sophos-tac emits outside sophos.*, and allowed categorization values.\n# Generated from shared/ecs/fields.csv and allowed_values.json by tests/ecs_validity.rs.\n"
+        "# ECS {VERSION}: the fields sophos-tac emits outside sophos.*, and allowed categorization values.\n# Generated from shared/ecs/fields.csv and allowed_values.json by tests/it/ecs_validity.rs.\n"
     );
     for (name, f) in &r.fields {
         s += &format!(
@@ -127,7 +125,7 @@ fn from_tsv(text: &str) -> Reference {
 
 fn reference() -> Reference {
     let compact = std::fs::read_to_string(compact_path()).unwrap_or_default();
-    if let Some(shared) = common::shared("ecs") {
+    if let Some(shared) = crate::common::shared("ecs") {
         let r = from_shared(&shared);
         let generated = to_tsv(&r);
         if generated != compact {
@@ -135,7 +133,7 @@ fn reference() -> Reference {
                 std::fs::write(compact_path(), &generated).unwrap();
             } else {
                 panic!(
-                    "{} is out of date: run `SOPHOS_TAC_BLESS=1 cargo test --test ecs_validity`",
+                    "{} is out of date: run `SOPHOS_TAC_BLESS=1 cargo test --test it ecs_validity::`",
                     compact_path().display()
                 );
             }
@@ -195,10 +193,10 @@ fn leaves(v: &Value, prefix: &str, out: &mut Vec<(String, Value)>) {
 
 /// Every input line of our fixtures, plus the shared sample rows when present.
 fn fixture_lines() -> Vec<String> {
-    let mut lines = common::fixture_lines();
-    if let Some(dir) = common::shared("golden/sekoia-current") {
+    let mut lines = crate::common::fixture_lines();
+    if let Some(dir) = crate::common::shared("golden/sekoia-current") {
         lines.extend(
-            common::samples(&dir)
+            crate::common::samples(&dir)
                 .into_iter()
                 .map(|(_, s)| s["input"].to_string()),
         );

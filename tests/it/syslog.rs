@@ -3,15 +3,13 @@
 //! every row arrives and parses back to the same JSON, over TCP (also across a restart
 //! of rsyslog between batches, and while it is down), TLS and UDP.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::servers::free_port;
+use crate::common::servers::free_port;
 use serde_json::Value;
 use sophos_tac::sinks::{Sink, SyslogConfig, SyslogSink};
 
@@ -239,7 +237,7 @@ fn tls_delivers_with_a_private_ca() {
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    common::servers::private_ca(d);
+    crate::common::servers::private_ca(d);
     let port = free_port();
     let rsyslog = Rsyslog::start(
         d,

@@ -2,12 +2,10 @@
 //! both real binaries on 127.0.0.1. Every test asserts the exact multiset of rows
 //! delivered: none missing, none twice.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::collect::{Setup, Sim, assert_exactly_once, assert_no_secret, rng, wait_for_every_row};
+use crate::common::collect::{Setup, Sim, assert_exactly_once, assert_no_secret, rng, wait_for_every_row};
 
 #[test]
 fn tenant_once_delivers_every_row_once_and_a_second_pass_adds_nothing() {
@@ -262,7 +260,7 @@ fn bad_credentials_and_config_errors_are_clear_and_leak_nothing() {
 fn a_huge_expires_in_is_capped_not_a_panic() {
     let sim = Sim::start(&["--announced-ttl", "18446744073709551615", "--rows", "20"]);
     let setup = Setup::new(&sim, "");
-    let out = common::collect::bounded(
+    let out = crate::common::collect::bounded(
         setup.command(&["--check"]),
         std::time::Duration::from_secs(60),
     );
@@ -348,7 +346,7 @@ page_size = 37
 poll_interval_ms = 20
 late_horizon_secs = 0
 interval_secs = 1";
-    let setup = Setup::with(&sim, query, common::collect::DEFAULT_LIMITS, "");
+    let setup = Setup::with(&sim, query, crate::common::collect::DEFAULT_LIMITS, "");
     let mut rnd = rng(0x5eed);
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(14) {
@@ -374,7 +372,7 @@ fn the_library_collects_on_a_current_thread_runtime_and_stops_when_told() {
     let setup = Setup::new(&sim, "");
     // The secret from a file: a test must not set this process's environment.
     let secret = setup.dir.path().join("secret");
-    std::fs::write(&secret, common::collect::SECRET).unwrap();
+    std::fs::write(&secret, crate::common::collect::SECRET).unwrap();
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -1,12 +1,10 @@
 //! The live lag of `collect` with and without the late sweep, in a test binary of its
 //! own so that no other test competes for the two cores while it is measured.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::collect::{Setup, Sim};
+use crate::common::collect::{Setup, Sim};
 
 /// Waits for a child at most `limit`, or kills it and fails the test.
 fn bounded_wait(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {

@@ -2,8 +2,6 @@
 //! in the catalogue with a matching JSON type, and every catalogue field can be
 //! emitted. The README's field table is the generated one.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -131,7 +129,7 @@ fn every_emitted_field_is_catalogued_with_its_type_and_the_reverse() {
 
 fn check_catalogue(profile: &Profile) {
     let mut lines = vec![full_row(profile).to_string()];
-    lines.extend(common::fixture_lines());
+    lines.extend(crate::common::fixture_lines());
     let docs = normalize_all(profile, &lines);
     assert!(docs.len() >= 9);
 
@@ -216,7 +214,7 @@ fn readme_field_tables_are_generated() {
             std::fs::write(&path, readme).unwrap();
         } else {
             panic!(
-                "README field tables {stale:?} are out of date; run `SOPHOS_TAC_BLESS=1 cargo test --test catalogue` to regenerate them"
+                "README field tables {stale:?} are out of date; run `SOPHOS_TAC_BLESS=1 cargo test --test it catalogue::` to regenerate them"
             );
         }
     }

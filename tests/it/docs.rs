@@ -4,13 +4,11 @@
 //! that cannot run here says so on its first line (`# not run by the tests: <why>`), and
 //! the test lists those.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::collect::bounded;
+use crate::common::collect::bounded;
 
 /// A fenced `sh` block: where it is, and its text.
 struct Block {

@@ -4,8 +4,6 @@
 //! 429s). Every assertion queries the index (`_count`, `_search`): every row is there
 //! exactly once, and what the index refuses for good is in the dead-letter file.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -14,8 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::collect::bounded;
-use common::servers::{
+use crate::common::collect::bounded;
+use crate::common::servers::{
     Server, count, http, lock_with_timeout, osmem_venv, read_headers, read_response,
 };
 
@@ -381,7 +379,7 @@ fn collect_into_opensearch_survives_kill_9() {
             item_429: 3,
         },
     );
-    let sim = common::collect::Sim::start(&[
+    let sim = crate::common::collect::Sim::start(&[
         "--kind",
         "partner",
         "--tenants",
@@ -414,7 +412,7 @@ fn collect_into_opensearch_survives_kill_9() {
     let run = |once: bool| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_sophos-tac"));
         c.args(["collect", "--config", config.to_str().unwrap()])
-            .env("SIM_SECRET", common::collect::SECRET)
+            .env("SIM_SECRET", crate::common::collect::SECRET)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         if once {
@@ -463,7 +461,7 @@ fn two_outputs_each_hold_every_row_exactly_once_after_kill_9() {
             item_429: 4,
         },
     );
-    let sim = common::collect::Sim::start(&[
+    let sim = crate::common::collect::Sim::start(&[
         "--kind",
         "partner",
         "--tenants",
@@ -483,28 +481,28 @@ fn two_outputs_each_hold_every_row_exactly_once_after_kill_9() {
         "--fail-rate",
         "0.05",
     ]);
-    let setup = common::collect::Setup::with(
+    let setup = crate::common::collect::Setup::with(
         &sim,
         "lookback_secs = 90000\noverlap_secs = 20\npage_size = 50\nmax_window_pages = 2\npoll_interval_ms = 20\nlate_sweep_secs = 2\ninterval_secs = 1",
-        common::collect::DEFAULT_LIMITS,
+        crate::common::collect::DEFAULT_LIMITS,
         &format!(
             "name = \"archive\"\n\n[[output]]\nname = \"siem\"\ntype = \"elasticsearch\"\nurl = \"{}/detections\"\nbatch_docs = 25\n",
             proxy.url
         ),
     );
     setup.several_outputs();
-    let mut rnd = common::collect::rng(5);
+    let mut rnd = crate::common::collect::rng(5);
     for _ in 0..8 {
         let _ = setup.kill_9_after(150 + rnd(700));
     }
-    common::collect::wait_for_every_row(&sim);
+    crate::common::collect::wait_for_every_row(&sim);
     std::thread::sleep(Duration::from_secs(1));
     for _ in 0..2 {
         let (code, log) = setup.once();
         assert_eq!(code, 0, "{log}");
         std::thread::sleep(Duration::from_millis(2_100));
     }
-    common::collect::assert_exactly_once(&sim, &setup);
+    crate::common::collect::assert_exactly_once(&sim, &setup);
     let expected: usize = sim.rows().values().sum();
     assert_eq!(count(&server.url, "detections"), expected as u64);
     assert!(
@@ -518,12 +516,12 @@ fn two_outputs_each_hold_every_row_exactly_once_after_kill_9() {
 /// both hold every row exactly once.
 #[test]
 fn an_output_down_holds_the_checkpoint_and_nothing_is_lost() {
-    let sim = common::collect::Sim::start(&["--kind", "partner", "--tenants", "2", "--rows", "60"]);
-    let port = common::servers::free_port();
-    let setup = common::collect::Setup::with(
+    let sim = crate::common::collect::Sim::start(&["--kind", "partner", "--tenants", "2", "--rows", "60"]);
+    let port = crate::common::servers::free_port();
+    let setup = crate::common::collect::Setup::with(
         &sim,
-        common::collect::DEFAULT_QUERY,
-        common::collect::DEFAULT_LIMITS,
+        crate::common::collect::DEFAULT_QUERY,
+        crate::common::collect::DEFAULT_LIMITS,
         &format!(
             "name = \"archive\"\n\n[[output]]\nname = \"siem\"\ntype = \"elasticsearch\"\nurl = \"http://127.0.0.1:{port}/detections\"\nmax_retries = 2\n"
         ),
@@ -558,7 +556,7 @@ fn an_output_down_holds_the_checkpoint_and_nothing_is_lost() {
     let server = Server::start_on(port);
     let (code, log) = setup.once();
     assert_eq!(code, 0, "{log}");
-    common::collect::assert_exactly_once(&sim, &setup);
+    crate::common::collect::assert_exactly_once(&sim, &setup);
     let expected: usize = sim.rows().values().sum();
     assert_eq!(count(&server.url, "detections"), expected as u64);
 }
@@ -569,13 +567,13 @@ fn an_output_down_holds_the_checkpoint_and_nothing_is_lost() {
 #[test]
 fn check_proves_it_may_write_to_the_index_and_leaves_nothing() {
     let server = Server::start();
-    let refusing = common::servers::refusing_bulk_server(403);
-    let sim = common::collect::Sim::start(&["--rows", "5"]);
+    let refusing = crate::common::servers::refusing_bulk_server(403);
+    let sim = crate::common::collect::Sim::start(&["--rows", "5"]);
     for (url, ok) in [
         (format!("{}/probe-idx", server.url), true),
         (format!("http://127.0.0.1:{refusing}/probe-idx"), false),
     ] {
-        let setup = common::collect::Setup::new(&sim, "");
+        let setup = crate::common::collect::Setup::new(&sim, "");
         let text = std::fs::read_to_string(&setup.config).unwrap();
         let out = setup.dir.path().join("out/sophos-tac.ndjson");
         let text = text.replace(

@@ -4,13 +4,11 @@
 //! `promtool test rules`). A missing tool skips its test with a message; `.ci/run`
 //! installs them (Debian's systemd and prometheus packages).
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::collect::{SECRET, Sim, bounded};
+use crate::common::collect::{SECRET, Sim, bounded};
 
 fn repo(path: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -19,7 +17,7 @@ fn repo(path: &str) -> std::path::PathBuf {
 /// Runs a tool, or says why the test is skipped when it is not installed.
 fn tool(name: &str, args: &[&str], dir: &Path) -> Option<std::process::Output> {
     if Command::new(name).arg("--version").output().is_err() {
-        common::missing_tool(name, "apt-get install prometheus systemd");
+        crate::common::missing_tool(name, "apt-get install prometheus systemd");
         return None;
     }
     let mut c = Command::new(name);

@@ -1,7 +1,5 @@
 //! End-to-end tests: the real binary, in a scratch directory.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -660,7 +658,7 @@ fn a_receiver_that_never_answers_fails_within_the_timeouts() {
 #[test]
 fn per_item_401_403_404_fail_the_delivery_instead_of_dead_lettering_documents() {
     for status in [401, 403, 404] {
-        let port = common::servers::refusing_bulk_server(status);
+        let port = crate::common::servers::refusing_bulk_server(status);
         let scratch = tempfile::tempdir().unwrap();
         let out = bin()
             .current_dir(scratch.path())

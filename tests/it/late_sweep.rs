@@ -4,12 +4,10 @@
 //! boundary of that guarantee; a backfill and a steady pass cost few Data Lake calls;
 //! and a token that expired during a wait is renewed, while a refused one fails fast.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::collect::{
+use crate::common::collect::{
     DEFAULT_LIMITS, SECRET, Setup, Sim, assert_exactly_once, assert_no_secret, bounded, rng,
     wait_for_every_row,
 };
@@ -371,7 +369,7 @@ fn a_token_that_expires_during_a_wait_is_renewed_and_a_refused_one_fails_fast() 
     let limits = "per_second = 1
 per_minute = 100000
 per_hour = 1000000";
-    let setup = Setup::with(&sim, common::collect::DEFAULT_QUERY, limits, "");
+    let setup = Setup::with(&sim, crate::common::collect::DEFAULT_QUERY, limits, "");
     let (code, log) = setup.once();
     assert_eq!(code, 0, "{log}");
     let stats = sim.get("/_sim/stats");

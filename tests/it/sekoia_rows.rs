@@ -3,9 +3,7 @@
 //! every documented field that the row feeds is present. Their `expected` follows
 //! another mapping and is not compared. Skips cleanly when `../shared` is absent.
 
-mod common;
-
-use common::{get, samples, shared};
+use crate::common::{get, samples, shared};
 use serde_json::Value;
 use sophos_tac::mapping::{Convert, Profile, Source};
 use sophos_tac::{LineOutcome, Normalizer};

@@ -1,8 +1,6 @@
 //! One test per rule of `shared/spec/documented-profile.md`, through the public API.
 
-mod common;
-
-use common::get;
+use crate::common::get;
 use serde_json::{Value, json};
 use sophos_tac::{LineOutcome, Normalizer, RejectReason, mapping::Profile};
 

@@ -3,11 +3,9 @@
 //! here) is emitted by `--profile extended` with an equal value, or is listed with a
 //! reason in `docs/sekoia-differences.md`. Skips cleanly when `../shared` is absent.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::{get, leaves, root, samples, shared};
+use crate::common::{get, leaves, root, samples, shared};
 use serde_json::Value;
 use sophos_tac::{LineOutcome, Normalizer, mapping::Profile};
 

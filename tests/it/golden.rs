@@ -1,8 +1,6 @@
 //! The integration page's three samples: output must equal `expected` as JSON,
 //! with the same key order.
 
-mod common;
-
 use std::path::Path;
 
 use serde_json::Value;
@@ -103,7 +101,7 @@ fn golden_extended() {
 /// for rows with a registry `key`.
 #[test]
 fn extended_is_a_superset_of_documented() {
-    let lines = common::fixture_lines();
+    let lines = crate::common::fixture_lines();
     let mut compared = 0;
     for line in &lines {
         let (Some(doc), Some(ext)) = (
@@ -118,7 +116,7 @@ fn extended_is_a_superset_of_documented() {
             _ => row,
         };
         let registry_row = row.get("key").is_some_and(|k| !k.is_null());
-        for (field, value) in common::leaves(&doc) {
+        for (field, value) in crate::common::leaves(&doc) {
             let got = field.split('.').try_fold(&ext, |v, k| v.get(k));
             let placeholder = field == "registry.data.strings" && value == serde_json::json!([""]);
             if placeholder || (field.starts_with("registry.") && !registry_row) {

@@ -4,16 +4,14 @@
 //! and a graceful stop on SIGTERM at random moments. All against the simulator, on
 //! 127.0.0.1.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::collect::{SECRET, Setup, Sim, assert_exactly_once, bounded, rng, wait_for_every_row};
-use common::servers::{Running, free_port};
+use crate::common::collect::{SECRET, Setup, Sim, assert_exactly_once, bounded, rng, wait_for_every_row};
+use crate::common::servers::{Running, free_port};
 
 /// One GET with `Connection: close`: (status, body), or `None` when nothing answers.
 fn get(port: u16, path: &str) -> Option<(u16, String)> {
@@ -114,7 +112,7 @@ fn readiness_health_and_metrics_that_agree_with_the_output() {
     let setup = Setup::with(
         &sim,
         ONE_WINDOW,
-        common::collect::DEFAULT_LIMITS,
+        crate::common::collect::DEFAULT_LIMITS,
         &listen(port),
     );
     let mut child = start(&setup);
@@ -177,7 +175,7 @@ fn promtool_check(metrics: &str) {
         .stderr(Stdio::piped())
         .spawn()
     else {
-        common::missing_tool("promtool", "apt-get install prometheus");
+        crate::common::missing_tool("promtool", "apt-get install prometheus");
         return;
     };
     child
@@ -272,11 +270,11 @@ fn prometheus_sees_every_delivered_row_across_restarts() {
     let setup = Setup::with(
         &sim,
         ONE_WINDOW,
-        common::collect::DEFAULT_LIMITS,
+        crate::common::collect::DEFAULT_LIMITS,
         &listen(port),
     );
     let Some(prometheus) = Prometheus::start(setup.dir.path(), port) else {
-        common::missing_tool("prometheus", "apt-get install prometheus");
+        crate::common::missing_tool("prometheus", "apt-get install prometheus");
         return;
     };
     let child = start(&setup);
@@ -432,7 +430,7 @@ fn a_stuck_delivery_turns_healthz_503_and_sigterm_still_ends_the_process() {
     let setup = Setup::with(
         &sim,
         ONE_WINDOW,
-        common::collect::DEFAULT_LIMITS,
+        crate::common::collect::DEFAULT_LIMITS,
         &format!("timeout_secs = 1\n{}", listen(port)),
     );
     let fifo = setup.dir.path().join("stuck.fifo");
@@ -480,7 +478,7 @@ fn the_endpoint_holds_few_connections_and_parallel_probes_agree() {
     let setup = Setup::with(
         &sim,
         ONE_WINDOW,
-        common::collect::DEFAULT_LIMITS,
+        crate::common::collect::DEFAULT_LIMITS,
         &listen(port),
     );
     let collector = start(&setup);

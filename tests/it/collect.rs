@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::common::collect::{Setup, Sim, assert_exactly_once, assert_no_secret, rng, wait_for_every_row};
+use crate::common::collect::{
+    Setup, Sim, assert_exactly_once, assert_no_secret, rng, wait_for_every_row,
+};
 
 #[test]
 fn tenant_once_delivers_every_row_once_and_a_second_pass_adds_nothing() {

@@ -20,4 +20,5 @@ mod rules;
 mod sekoia_coverage;
 mod sekoia_rows;
 mod service;
+mod sink_contract;
 mod syslog;

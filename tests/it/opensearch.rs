@@ -516,7 +516,14 @@ fn two_outputs_each_hold_every_row_exactly_once_after_kill_9() {
 /// both hold every row exactly once.
 #[test]
 fn an_output_down_holds_the_checkpoint_and_nothing_is_lost() {
-    let sim = crate::common::collect::Sim::start(&["--kind", "partner", "--tenants", "2", "--rows", "60"]);
+    let sim = crate::common::collect::Sim::start(&[
+        "--kind",
+        "partner",
+        "--tenants",
+        "2",
+        "--rows",
+        "60",
+    ]);
     let port = crate::common::servers::free_port();
     let setup = crate::common::collect::Setup::with(
         &sim,

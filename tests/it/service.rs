@@ -10,7 +10,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::collect::{SECRET, Setup, Sim, assert_exactly_once, bounded, rng, wait_for_every_row};
+use crate::common::collect::{
+    SECRET, Setup, Sim, assert_exactly_once, bounded, rng, wait_for_every_row,
+};
 use crate::common::servers::{Running, free_port};
 
 /// One GET with `Connection: close`: (status, body), or `None` when nothing answers.

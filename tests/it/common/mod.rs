@@ -2,7 +2,9 @@
 #![allow(dead_code)]
 
 pub mod collect;
+pub mod kafka;
 pub mod servers;
+pub mod syslog;
 
 use std::path::PathBuf;
 

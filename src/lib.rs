@@ -3,25 +3,28 @@
 //! Turns Sophos Central *Threat Analysis Center* detections (rows of the XDR Data
 //! Lake's `xdr_ioc_view`) into Elastic Common Schema (ECS) documents.
 //!
-//! The crate is a library with a thin command-line front end. Its parts, in the
-//! order data flows through them:
+//! The crate is a library with a thin command-line front end. Its parts, laid out as
+//! data flows through them (source → transform → sink, acknowledgements flowing back;
+//! `docs/architecture.md` draws it):
 //!
-//! - [`input`]: lines, envelopes and rows: classifies one NDJSON line and gives a
-//!   borrowed view of the row's values.
-//! - [`mapping`]: a profile is a table of rules ([`mapping::Field`]); the
-//!   normalizer, the field catalogue, the docs and the index template all come from it.
-//! - [`output`]: the ECS document writer.
-//! - [`pipeline`]: read → normalize → write, in parallel and in input order.
-//! - [`catalogue`]: the field catalogue and the Elasticsearch/OpenSearch index
-//!   template generated from a profile.
-//! - [`collect`]: the Sophos Central client and collector (checkpoints, dedup, state).
-//! - [`sinks`]: where documents go (files with rotation, stdout, an index, syslog,
-//!   Kafka), acknowledged.
-//! - [`kafka`]: Kafka settings, and the consumer-group source that feeds `normalize`.
-//! - [`row`]: a row's keys: the one key every path gives a row (the index's `_id`, the
-//!   Kafka message key), and the collector's dedup key.
-//! - [`http`]: the one HTTP client (ureq, rustls with ring) the index sink and the
-//!   collector share.
+//! - [`sources`]: where rows come from: files and stdin ([`sources::files`]), a Kafka
+//!   consumer group (`sources::kafka`); and [`collect`], the source that talks to Sophos
+//!   Central, with its checkpoints, dedup, state and delivery loop.
+//! - The transform: [`Normalizer`] (one line in, one ECS document or a reject out),
+//!   driven by a [`mapping::Profile`], a table of rules ([`mapping::Field`]) from which
+//!   the normalizer, the [`catalogue`], the docs and the index template all come; and
+//!   [`pipeline`], read → normalize → write on every core, in input order.
+//! - [`sinks`]: where documents go, each opened by one factory ([`sinks::build`]) from one
+//!   [`sinks::SinkConfig`]: files with rotation, stdout, an index, syslog, Kafka;
+//!   acknowledged.
+//! - Shared by those: [`row`] (the one key every path gives a row: the index's `_id`,
+//!   the Kafka message key; and the collector's dedup key), [`url`] (one URL reader and
+//!   redactor), `kafka` (the settings both Kafka ends share), `http` (the one HTTP
+//!   client, ureq with rustls), [`error`].
+//!
+//! Cargo features (all on by default) keep the heavy parts out of an embedder's build:
+//! with `default-features = false` the crate is the normalizer, the profiles, the
+//! catalogue, the pipeline and the file and stdout sinks.
 //!
 //! The smallest use is one line at a time:
 //!
@@ -46,18 +49,22 @@ pub mod collect;
 pub mod error;
 #[cfg(any(feature = "elasticsearch", feature = "collect"))]
 pub mod http;
+// The row reader: internal, public only for the benchmark that compares it with
+// sonic-rs (`benches/normalize.rs`); not part of the API.
+#[doc(hidden)]
 pub mod input;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod mapping;
 mod normalizer;
-pub mod output;
+mod output;
 pub mod pipeline;
 pub mod row;
 pub mod sinks;
-pub mod time;
+pub mod sources;
+mod time;
 pub mod url;
-pub mod value;
+mod value;
 
 pub use error::{Error, RejectReason};
 pub use normalizer::{DEFAULT_MAX_LINE_BYTES, LineOutcome, Normalizer, Warnings};

@@ -650,7 +650,7 @@ mod tests {
     fn day_first() {
         assert_eq!(
             day_first_time("18/08/2021 03:37:25")
-                .map(|t| t.to_text())
+                .map(|t| t.rendered())
                 .as_deref(),
             Some("2021-08-18T03:37:25Z")
         );

@@ -83,7 +83,8 @@ impl EventTime {
     }
 
     /// The `@timestamp` text.
-    pub fn to_text(&self) -> String {
+    #[cfg(test)]
+    pub fn rendered(self) -> String {
         let mut out = Vec::with_capacity(27);
         self.write(&mut out);
         String::from_utf8(out).unwrap_or_default()
@@ -201,7 +202,7 @@ mod tests {
     use super::*;
 
     fn t(s: &str) -> Option<String> {
-        EventTime::parse(s).map(|t| t.to_text())
+        EventTime::parse(s).map(|t| t.rendered())
     }
 
     #[test]

@@ -23,7 +23,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest request head read.
 const MAX_HEAD: usize = 8 * 1024;
 /// Connections answered at once; past that, new ones wait in the listen backlog (and a
-/// client that holds one open without a request is dropped after [`READ_TIMEOUT`]).
+/// client that holds one open without a request is dropped after a timeout).
 pub const MAX_CONNECTIONS: usize = 32;
 
 /// Listens on `addr` (failing at once when it is taken).

@@ -61,7 +61,7 @@ impl fmt::Display for EcsType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Convert {
-    /// The value's text (see [`crate::value::text`]).
+    /// The value's text (a string as it is, a number or boolean as JSON writes it).
     Text,
     /// An integer, or a string holding a base-10 integer; anything else leaves the
     /// field out and counts a warning.
@@ -81,7 +81,7 @@ pub enum Convert {
     /// `true`/`false`, `1`/`0`, `"true"`/`"false"`, `"1"`/`"0"` (any case) as a
     /// boolean; anything else leaves the field out with a warning.
     Bool,
-    /// A time in one of the accepted forms (see [`crate::time`]); anything else
+    /// A time in one of the accepted forms (RFC 3339, or epoch seconds or milliseconds, as the spec lists); anything else
     /// leaves the field out with a warning.
     Time,
     /// A time written `DD/MM/YYYY HH:MM:SS` (UTC), as Windows events give
@@ -129,7 +129,7 @@ pub enum Source {
     Constant(&'static str),
     /// One key of the row, converted.
     Key(&'static str, Convert),
-    /// The first of these keys whose value parses as a time (see [`crate::time`]);
+    /// The first of these keys whose value parses as a time (RFC 3339, or epoch seconds or milliseconds, as the spec lists);
     /// the time of normalization, with a warning, when none does.
     FirstTime(&'static [&'static str]),
     /// The first of these keys whose converted value is present.

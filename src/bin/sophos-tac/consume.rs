@@ -9,9 +9,9 @@ use std::sync::atomic::AtomicBool;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sophos_tac::Error;
 use sophos_tac::kafka::KafkaConfig;
-use sophos_tac::kafka::source::{self, SourceObserver, SourceSummary};
 use sophos_tac::pipeline::RejectsWriter;
 use sophos_tac::sinks::{Sink, SinkContext};
+use sophos_tac::sources::kafka::{self as source, SourceObserver, SourceSummary};
 
 use crate::args::ProgressMode;
 use crate::resolve::NormalizeConfig;

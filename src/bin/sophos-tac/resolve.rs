@@ -23,7 +23,7 @@ pub struct NormalizeConfig {
     /// A Kafka topic to read in a consumer group, instead of `inputs`.
     pub kafka_input: Option<sophos_tac::kafka::KafkaConfig>,
     /// With `kafka_input`: how it batches.
-    pub kafka_batch: sophos_tac::kafka::source::SourceOptions,
+    pub kafka_batch: sophos_tac::sources::kafka::SourceOptions,
     /// Where documents go.
     pub output: SinkConfig,
     /// Where rejects go; `None` reports them on stderr.
@@ -234,7 +234,7 @@ fn normalize(a: NormalizeArgs) -> anyhow::Result<NormalizeConfig> {
         normalizer: Normalizer::new(profile).with_max_line_bytes(a.max_line_bytes),
         inputs,
         kafka_input,
-        kafka_batch: sophos_tac::kafka::source::SourceOptions {
+        kafka_batch: sophos_tac::sources::kafka::SourceOptions {
             batch_messages: a.kafka_batch.max(1),
             ..Default::default()
         },

@@ -12,10 +12,8 @@
 //! librdkafka properties pass through as they are (`--kafka-property KEY=VALUE`, or the
 //! `properties` table of an `[[output]]`), after the defaults, so they can replace them.
 //!
-//! The sink ([`crate::sinks::kafka`]) produces; the source ([`source`]) consumes in a
-//! consumer group.
-
-pub mod source;
+//! The sink ([`crate::sinks::kafka`]) produces; the source ([`crate::sources::kafka`])
+//! consumes in a consumer group.
 
 use std::path::PathBuf;
 

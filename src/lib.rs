@@ -8,7 +8,7 @@
 //! `docs/architecture.md` draws it):
 //!
 //! - [`sources`]: where rows come from: files and stdin ([`sources::files`]), a Kafka
-//!   consumer group (`sources::kafka`); and [`collect`], the source that talks to Sophos
+//!   consumer group (`sources::kafka`); and `collect`, the source that talks to Sophos
 //!   Central, with its checkpoints, dedup, state and delivery loop.
 //! - The transform: [`Normalizer`] (one line in, one ECS document or a reject out),
 //!   driven by a [`mapping::Profile`], a table of rules ([`mapping::Field`]) from which
@@ -62,6 +62,8 @@ pub mod pipeline;
 pub mod row;
 pub mod sinks;
 pub mod sources;
+#[cfg(any(feature = "kafka", feature = "collect"))]
+mod sync;
 mod time;
 pub mod url;
 mod value;

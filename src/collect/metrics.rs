@@ -7,6 +7,7 @@
 //! sum equals what the outputs hold. The other counters start at zero with the process.
 //! A tenant's lag is computed when it is scraped: now minus its checkpoint.
 
+use crate::sync::lock;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -94,10 +95,6 @@ pub struct Metrics {
     readiness: Mutex<Readiness>,
     /// The delivery under way: its output, when it started, and how long it may take.
     delivering: Mutex<Option<(String, std::time::Instant, Duration)>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn batch_histogram() -> Histogram {

@@ -30,6 +30,8 @@ pub mod state;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+
+use crate::sync::lock;
 use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
@@ -237,10 +239,6 @@ impl std::fmt::Debug for Collector {
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn secs(n: u64) -> SignedDuration {

@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 use crate::error::Error;
 use crate::kafka::KafkaConfig;
 use crate::sinks::{DeadLetter, Sink};
+use crate::sync::lock;
 
 /// The producer's defaults, before the configured properties.
 pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
@@ -72,10 +73,7 @@ struct Reports {
 impl ClientContext for Reports {
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::error!(target: "librdkafka", "{error}: {reason}");
-        let mut last = self
-            .last_error
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut last = lock(&self.last_error);
         // "1/1 brokers are down" follows the error that took them down (a TLS handshake,
         // an authentication): keep that one, the likely cause.
         let consequence = error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown);
@@ -94,10 +92,7 @@ impl ProducerContext for Reports {
             Err((e, _)) => Err(e.clone()),
         };
         let (delivery, index) = *opaque;
-        self.outcomes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push((delivery, index, outcome));
+        lock(&self.outcomes).push((delivery, index, outcome));
     }
 }
 
@@ -248,12 +243,7 @@ impl KafkaSink {
             String::new()
         };
         let first = undelivered.first().map_or("", |(_, r)| r.as_str());
-        let cause = self
-            .producer
-            .context()
-            .last_error
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        let cause = lock(&self.producer.context().last_error)
             .take()
             .map(|e| format!("; the client's last error: {e}"))
             .unwrap_or_default();
@@ -286,15 +276,8 @@ impl Sink for KafkaSink {
         self.delivery += 1;
         let delivery = self.delivery;
         let context = self.producer.context();
-        context
-            .outcomes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clear();
-        *context
-            .last_error
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        lock(&context.outcomes).clear();
+        *lock(&context.last_error) = None;
         let deadline = Instant::now() + self.wait;
         let mut undelivered: Vec<(usize, String)> = Vec::new();
         let mut sent = 0;
@@ -331,25 +314,14 @@ impl Sink for KafkaSink {
         // Every message sent gets one report, within message.timeout.ms; reports of an
         // earlier delivery are not this one's.
         let outcomes = |p: &BaseProducer<Reports>| {
-            let mut reports = p
-                .context()
-                .outcomes
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut reports = lock(&p.context().outcomes);
             reports.retain(|(d, _, _)| *d == delivery);
             reports.len()
         };
         while outcomes(&self.producer) < sent && Instant::now() < deadline {
             self.producer.poll(Duration::from_millis(50));
         }
-        let reported = std::mem::take(
-            &mut *self
-                .producer
-                .context()
-                .outcomes
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
+        let reported = std::mem::take(&mut *lock(&self.producer.context().outcomes));
         let outcomes = this_delivery(delivery, lines.len(), reported);
         let has_report: Vec<bool> = outcomes.iter().map(Option::is_some).collect();
         for (i, outcome) in outcomes.into_iter().enumerate() {

@@ -21,7 +21,10 @@ if ! need jq || [ ! -x /usr/bin/time ]; then
     apt-get update -qq && apt-get install -y -qq jq time >/dev/null
 fi
 
-cargo build --release --quiet --bin sophos-tac --example gen_corpus
+# The examples first, then the binary alone: built with examples (or tests), the binary
+# would carry the crash tests' fault-injection feature.
+cargo build --release --quiet --example gen_corpus
+cargo build --release --quiet --bin sophos-tac
 TAC=target/release/sophos-tac
 GEN=target/release/examples/gen_corpus
 THREADS=$(nproc)

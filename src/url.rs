@@ -5,8 +5,9 @@
 //! authority is `host[:port]`, `[v6]:port`, or (Kafka) a comma-separated list of them.
 //! Nothing is percent-decoded: none of the parts we use may hold an escape.
 
-/// A URL cut into its parts, borrowed from the text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A URL cut into its parts, borrowed from the text. Its `Debug` shows no user-info.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Url<'a> {
     /// Before `://`, as written (compare with [`str::eq_ignore_ascii_case`]).
     pub scheme: &'a str,
@@ -20,22 +21,60 @@ pub struct Url<'a> {
     pub query: &'a str,
 }
 
+impl std::fmt::Debug for Url<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Url")
+            .field("scheme", &self.scheme)
+            .field("userinfo", &self.userinfo.map(|_| "***"))
+            .field("authority", &self.authority)
+            .field("path", &self.path)
+            .field("query", &self.query)
+            .finish()
+    }
+}
+
 impl<'a> Url<'a> {
-    /// Cuts `url` into its parts; fails when it has no `scheme://` or no host.
+    /// Cuts `url` into its parts. Fails when it has no `scheme://`, a `#fragment` (none
+    /// of the product's URLs takes one), or a host that is empty, has a port that is not
+    /// a number, or has text after an IPv6 address's `]` other than `:port`.
     pub fn parse(url: &'a str) -> Result<Url<'a>, String> {
+        let bad = |why: &str| format!("{}: {why}", redact(url));
         let (scheme, rest) = url
             .split_once("://")
             .filter(|(s, _)| !s.is_empty())
-            .ok_or_else(|| format!("{}: not a URL (scheme://host…)", redact(url)))?;
-        let rest = rest.split('#').next().unwrap_or_default();
+            .ok_or_else(|| bad("not a URL (scheme://host…)"))?;
+        if rest.contains('#') {
+            return Err(bad("a URL here takes no #fragment"));
+        }
         let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let (userinfo, authority) = match authority.rsplit_once('@') {
-            Some((info, host)) => (Some(info), host),
-            None => (None, authority),
+        // User-info ends at the last '@' before the query, wherever a '/' stands: what
+        // a user typed as user:pass/word@host is credentials, never a path.
+        let (userinfo, rest) = match rest.rsplit_once('@') {
+            Some((info, rest)) => (Some(info), rest),
+            None => (None, rest),
         };
-        if authority.is_empty() {
-            return Err(format!("{}: the URL names no host", redact(url)));
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        for host_port in authority.split(',') {
+            let (host, port) = match host_port.strip_prefix('[') {
+                Some(v6) => match v6.split_once(']') {
+                    Some((host, "")) => (host, None),
+                    Some((host, after)) => match after.strip_prefix(':') {
+                        Some(port) => (host, Some(port)),
+                        None => return Err(bad("only :port may follow an IPv6 address's ]")),
+                    },
+                    None => return Err(bad("an IPv6 address's [ has no ]")),
+                },
+                None => match host_port.rsplit_once(':') {
+                    Some((host, port)) => (host, Some(port)),
+                    None => (host_port, None),
+                },
+            };
+            if host.is_empty() {
+                return Err(bad("the URL names no host"));
+            }
+            if port.is_some_and(|p| p.parse::<u16>().is_err()) {
+                return Err(bad("the port is not a number from 0 to 65535"));
+            }
         }
         Ok(Url {
             scheme,
@@ -84,15 +123,16 @@ impl<'a> Url<'a> {
     }
 }
 
-/// `url` as it may be shown in a log line or an error: any user-info
-/// (`user:password@`) replaced by `***@`. Text that is not a URL is shown as it is.
+/// `url` as it may be shown in a log line or an error: any user-info replaced by
+/// `***@`. User-info is everything up to the last `@` before the query, so that a
+/// password with a `/` in it is hidden too. Text that is not a URL is shown as it is.
 pub fn redact(url: &str) -> String {
     let (scheme, rest) = match url.split_once("://") {
         Some((scheme, rest)) => (Some(scheme), rest),
         None => (None, url),
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let rest = match rest[..authority_end].rfind('@') {
+    let query = rest.find(['?', '#']).unwrap_or(rest.len());
+    let rest = match rest[..query].rfind('@') {
         Some(at) => format!("***{}", &rest[at..]),
         None => rest.to_string(),
     };
@@ -102,8 +142,8 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// Refuses a URL that holds credentials (`user:password@host`): they would show in
-/// process lists, shell histories and logs. The message (which shows the URL redacted)
+/// Refuses a URL that holds credentials (`user:password@host`, or any `@` before the
+/// query): they would show in process lists, shell histories and logs. The message (which shows the URL redacted)
 /// names the environment variables and settings to use instead.
 pub fn refuse_credentials(url: &str) -> Result<(), String> {
     if redact(url) == url {
@@ -128,7 +168,11 @@ pub fn is_loopback(url: &str) -> bool {
 /// user said so: `--allow-http`, `allow_http = true`): credentials and detection data
 /// would cross the network in clear. `what` names the setting in the message.
 pub fn refuse_plain_http(url: &str, allowed: bool, what: &str) -> Result<(), String> {
-    let plain = Url::parse(url).is_ok_and(|u| u.scheme.eq_ignore_ascii_case("http"));
+    // Plain is what the scheme says, whether or not the rest parses (an unparsable URL
+    // is not loopback, so it is refused).
+    let plain = url
+        .split_once("://")
+        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("http"));
     if !plain || allowed || is_loopback(url) {
         return Ok(());
     }
@@ -149,7 +193,7 @@ mod tests {
 
     #[test]
     fn a_url_is_cut_into_its_parts() {
-        let u = Url::parse("kafka+tls://u:p@b1:9092,b2:9093/topic/?group=g&sasl=plain#x").unwrap();
+        let u = Url::parse("kafka+tls://u:p@b1:9092,b2:9093/topic/?group=g&sasl=plain").unwrap();
         assert_eq!(u.scheme, "kafka+tls");
         assert_eq!(u.userinfo, Some("u:p"));
         assert_eq!(u.authority, "b1:9092,b2:9093");
@@ -163,11 +207,29 @@ mod tests {
         assert_eq!((v6.host(), v6.port(), v6.path), ("::1", Some("6514"), ""));
         let bare = Url::parse("https://es.example").unwrap();
         assert_eq!((bare.host(), bare.port()), ("es.example", None));
-        for bad in ["es.example:9200/i", "://h/i", "https:///i", "https://u@/i"] {
+        for bad in [
+            "es.example:9200/i",
+            "://h/i",
+            "https:///i",
+            "https://u@/i",
+            "https://:9200/i",
+            "kafka://b1:9092,:9093/t",
+            "https://h/idx#x",
+            "syslog+tcp://[::1]junk:514",
+            "syslog+tcp://[::1:514",
+            "https://h:92a0/i",
+            "https://h:70000/i",
+        ] {
             assert!(Url::parse(bad).is_err(), "{bad}");
         }
         let err = Url::parse("https://u:hunter2@/i").unwrap_err();
         assert!(!err.contains("hunter2"), "{err}");
+        let slashed = Url::parse("https://u:pa/ss@h:9200/i").unwrap();
+        assert_eq!(
+            (slashed.userinfo, slashed.authority, slashed.path),
+            (Some("u:pa/ss"), "h:9200", "i")
+        );
+        assert!(!format!("{slashed:?}").contains("pa/ss"), "{slashed:?}");
     }
 
     #[test]
@@ -192,6 +254,8 @@ mod tests {
             "http://user@evil/i",
             "http://[::2]/i",
             "HTTP://es.example/i",
+            "http://evil.example@",
+            "http:///evil.example",
         ] {
             let err = refuse_plain_http(bad, false, "the index URL").unwrap_err();
             assert!(err.contains("--allow-http"), "{err}");
@@ -207,7 +271,11 @@ mod tests {
             redact("https://elastic:hunter2@es.example:9200/idx?x=a@b"),
             "https://***@es.example:9200/idx?x=a@b"
         );
-        assert_eq!(redact("http://es:9200/i@x"), "http://es:9200/i@x");
+        // Everything up to the last '@' before the query is user-info: a password with a
+        // '/' is hidden, and a path with an '@' is refused as if it held credentials.
+        assert_eq!(redact("https://u:pa/ss@h/i"), "https://***@h/i");
+        assert_eq!(redact("http://es:9200/i@x"), "http://***@x");
+        assert!(refuse_credentials("https://u:pa/ss@h/i").is_err());
         assert_eq!(redact("syslog+tls://u@h:6514"), "syslog+tls://***@h:6514");
         assert!(refuse_credentials("https://es.example:9200/idx").is_ok());
         let err = refuse_credentials("https://elastic:hunter2@es.example:9200/idx").unwrap_err();

@@ -50,8 +50,9 @@ pub struct SinkContext {
     /// The caller delivers a failed batch again: `collect` fetches the window again, the
     /// Kafka input reads its messages again. Then a sink keeps nothing of a failed
     /// delivery aside. Without it (`normalize` from files, which reads each line once),
-    /// the documents a failed delivery leaves undelivered are kept in the dead-letter
-    /// file, with the reason, before the error is returned.
+    /// the index and Kafka sinks keep the documents a failed delivery leaves undelivered
+    /// in the dead-letter file, with the reason, before the error is returned (a file
+    /// or syslog sink has no such file for them: the error is the caller's to report).
     pub replays: bool,
     /// Only checking (`collect --check`): opening changes nothing at the destination
     /// (no index template is installed).
@@ -84,22 +85,6 @@ impl SinkConfig {
         }
     }
 
-    /// The dead-letter file this output keeps refused documents in, if it keeps any.
-    pub fn dead_letter(&self) -> Option<&std::path::Path> {
-        match self {
-            #[cfg(feature = "elasticsearch")]
-            SinkConfig::Elasticsearch(es) => Some(&es.dead_letter),
-            #[cfg(feature = "syslog")]
-            SinkConfig::Syslog(sys) => sys
-                .oversize_dead_letter
-                .as_deref()
-                .or(sys.refused_dead_letter.as_deref()),
-            #[cfg(feature = "kafka")]
-            SinkConfig::Kafka(k) => Some(&k.dead_letter),
-            _ => None,
-        }
-    }
-
     /// How many bytes of documents a caller that streams into the sink (see
     /// [`crate::sinks::SinkWriter`]) gathers before one delivery.
     pub fn batch_bytes(&self) -> usize {
@@ -115,10 +100,8 @@ impl SinkConfig {
 
 /// Opens the sink `config` describes. A file is appended to, a last line a killed
 /// writer left torn cut first (its delivery was never acknowledged, so its caller
-/// delivers it again).
+/// delivers it again; every delivery ends with a newline), unless only checking.
 pub fn build(config: &SinkConfig, context: &SinkContext) -> Result<Box<dyn Sink>, Error> {
-    // Read by the sinks that keep documents aside or change their destination on open.
-    let _ = context;
     Ok(match config {
         SinkConfig::Stdout => Box::new(StdoutSink),
         SinkConfig::File(f) => {
@@ -126,7 +109,12 @@ pub fn build(config: &SinkConfig, context: &SinkContext) -> Result<Box<dyn Sink>
             if let Some(bound) = f.delivery_bound {
                 file = file.with_delivery_bound(bound);
             }
-            let cut = file.cut_torn_tail()?;
+            // Only checking: the file is left as it is.
+            let cut = if context.check_only {
+                0
+            } else {
+                file.cut_torn_tail()?
+            };
             if cut > 0 {
                 tracing::warn!(file = %f.path.display(), bytes = cut, "cut a torn last line (a run was stopped in the middle of a write); its delivery is made again");
             }
@@ -158,13 +146,29 @@ mod tests {
             ..FileConfig::default()
         });
         assert_eq!(config.path(), Some(path.as_path()));
-        assert_eq!(config.dead_letter(), None);
         let mut sink = build(&config, &SinkContext::default()).unwrap();
         sink.deliver(b"{\"c\":3}\n", None).unwrap();
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
             "{\"a\":1}\n{\"c\":3}\n"
         );
+        // Only checking, a torn tail is left as it is.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"{\"d\":"))
+            .unwrap();
+        let checking = SinkContext {
+            check_only: true,
+            ..SinkContext::default()
+        };
+        drop(sink);
+        drop(build(&config, &checking).unwrap());
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"a\":1}\n{\"c\":3}\n{\"d\":"
+        );
+        let _sink = build(&config, &SinkContext::default()).unwrap();
         match build(&config, &SinkContext::default()) {
             Err(Error::Locked { path: p }) => assert_eq!(p, path),
             Err(other) => panic!("{other}"),

@@ -76,7 +76,11 @@ impl EsConfig {
             return Err(format!("{url}: the scheme must be http or https"));
         }
         let index = u.path;
-        if index.is_empty() || index.contains('/') || !u.query.is_empty() {
+        if index.is_empty()
+            || index.contains('/')
+            || !u.query.is_empty()
+            || u.authority.contains(',')
+        {
             return Err(format!(
                 "{url}: name the index, as in https://host:9200/sophos-tac"
             ));

@@ -459,20 +459,30 @@ impl Sink for SyslogSink {
         self.stats.dead_lettered
     }
 
-    /// Only when messages were over the size limit: how many were sent whole and how
-    /// many kept aside.
+    /// Only when messages were over the size limit, or kept aside: how many were sent
+    /// whole and how many kept.
     fn report(&self) -> Option<super::SinkReport> {
         let s = &self.stats;
-        (s.oversize > 0).then(|| super::SinkReport {
+        let kept_in = self
+            .dead_letter
+            .as_ref()
+            .map_or("-".into(), |d| d.path().display().to_string());
+        if s.oversize > 0 {
+            return Some(super::SinkReport {
+                line: format!(
+                    "{} document(s) over the size limit ({} bytes: --syslog-max-bytes, max_message_bytes) or what one UDP datagram takes: {} sent whole, {} kept in {kept_in}",
+                    s.oversize,
+                    self.cfg.max_message_bytes,
+                    s.oversize - s.dead_lettered.min(s.oversize),
+                    s.dead_lettered,
+                ),
+                warning: true,
+            });
+        }
+        (s.dead_lettered > 0).then(|| super::SinkReport {
             line: format!(
-                "{} document(s) over the size limit ({} bytes: --syslog-max-bytes, max_message_bytes) or what one UDP datagram takes: {} sent whole, {} kept in {}",
-                s.oversize,
-                self.cfg.max_message_bytes,
-                s.oversize - s.dead_lettered.min(s.oversize),
-                s.dead_lettered,
-                self.dead_letter
-                    .as_ref()
-                    .map_or("-".into(), |d| d.path().display().to_string()),
+                "{} document(s) refused by the network stack, kept in {kept_in}",
+                s.dead_lettered
             ),
             warning: true,
         })

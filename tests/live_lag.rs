@@ -1,5 +1,9 @@
 //! The live lag of `collect` with and without the late sweep, in a test binary of its
-//! own so that no other test competes for the two cores while it is measured.
+//! own so that no other test competes for the two cores while it is measured (the other
+//! integration tests are the one binary `tests/it`, whose helpers it shares).
+
+#[path = "it/common/mod.rs"]
+mod common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -59,6 +59,7 @@ pub mod mapping;
 mod normalizer;
 mod output;
 pub mod pipeline;
+pub mod reject;
 pub mod row;
 pub mod sinks;
 pub mod sources;
@@ -69,4 +70,4 @@ pub mod url;
 mod value;
 
 pub use error::{Error, RejectReason};
-pub use normalizer::{DEFAULT_MAX_LINE_BYTES, LineOutcome, Normalizer, Warnings};
+pub use normalizer::{DEFAULT_MAX_LINE_BYTES, LineCounts, LineOutcome, Normalizer, Warnings};

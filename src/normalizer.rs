@@ -73,7 +73,53 @@ impl Warnings {
     }
 
     fn add(&mut self, index: usize) {
-        self.counts[index] += 1;
+        match self.counts.get_mut(index) {
+            Some(n) => *n += 1,
+            // Counts made with `Warnings::default()` grow on their first warning.
+            None => {
+                self.counts.resize(index + 1, 0);
+                self.counts[index] = 1;
+            }
+        }
+    }
+}
+
+/// What the normalizer made of the lines of a run: the counts every path keeps
+/// (`normalize` from files, the Kafka input, `collect`), each with the counts of its own
+/// beside them. Every line is exactly one of normalized, rejected or blank.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LineCounts {
+    /// Lines read (blank ones included).
+    pub lines: u64,
+    /// Lines turned into a document.
+    pub normalized: u64,
+    /// Lines that are not rows.
+    pub rejected: u64,
+    /// Blank lines, skipped.
+    pub blank: u64,
+    /// Per-field counts of values that could not take their field's type (the row was
+    /// kept, without the value).
+    pub warnings: Warnings,
+}
+
+impl LineCounts {
+    /// Counts one line's outcome.
+    pub fn count(&mut self, outcome: &LineOutcome) {
+        self.lines += 1;
+        match outcome {
+            LineOutcome::Normalized => self.normalized += 1,
+            LineOutcome::Blank => self.blank += 1,
+            LineOutcome::Rejected(_) => self.rejected += 1,
+        }
+    }
+
+    /// Adds another run's counts (of the same profile) to these.
+    pub fn merge(&mut self, other: &LineCounts) {
+        self.lines += other.lines;
+        self.normalized += other.normalized;
+        self.rejected += other.rejected;
+        self.blank += other.blank;
+        self.warnings.merge(&other.warnings);
     }
 }
 

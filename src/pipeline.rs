@@ -18,7 +18,8 @@ use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use serde_json::json;
 
 use crate::error::{Error, RejectReason};
-use crate::normalizer::{LineOutcome, Normalizer, Warnings};
+use crate::normalizer::{LineCounts, LineOutcome, Normalizer, Warnings};
+use crate::reject::Origin;
 use crate::sources::files::{BlockSource, LongLine};
 pub use crate::sources::files::{Input, REJECT_PREFIX_BYTES};
 
@@ -66,41 +67,16 @@ impl Reject<'_> {
     /// a character boundary), with `"text_truncated": true`; its true length is in the
     /// reason.
     pub fn to_json(&self) -> serde_json::Value {
-        let mut v = json!({ "file": self.file, "line": self.line, "offset": self.offset, "reason": self.reason.to_string() });
-        add_text_of(&mut v, self.bytes, self.reason);
+        let origin = Origin::File {
+            file: self.file,
+            line: self.line,
+            offset: self.offset,
+        };
+        let mut v = crate::reject::record(&origin, self.reason, self.bytes);
         if self.truncated {
             v["text_truncated"] = json!(true);
         }
         v
-    }
-}
-
-/// Adds a rejected line to its record as [`add_text`] does, but only its prefix when the
-/// reason is its length, so that a huge line cannot make a huge record.
-pub fn add_text_of(record: &mut serde_json::Value, bytes: &[u8], reason: &RejectReason) {
-    if !matches!(reason, RejectReason::TooLong { .. }) || bytes.len() <= REJECT_PREFIX_BYTES {
-        return add_text(record, bytes);
-    }
-    let mut prefix = &bytes[..REJECT_PREFIX_BYTES];
-    // Cut a character split by the prefix's end, so that a UTF-8 line stays text.
-    if let Err(e) = std::str::from_utf8(prefix)
-        && e.error_len().is_none()
-    {
-        prefix = &prefix[..e.valid_up_to()];
-    }
-    add_text(record, prefix);
-    record["text_truncated"] = json!(true);
-}
-
-/// Adds a rejected line to its record, losslessly: `text`, or `text_base64` when the line
-/// is not UTF-8.
-pub fn add_text(record: &mut serde_json::Value, bytes: &[u8]) {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => record["text"] = json!(text),
-        Err(_) => {
-            use base64::Engine;
-            record["text_base64"] = json!(base64::engine::general_purpose::STANDARD.encode(bytes));
-        }
     }
 }
 
@@ -169,16 +145,8 @@ impl<W: Write> RejectsWriter<W> {
 /// The counts of a run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
-    /// Lines read (blank ones included).
-    pub lines: u64,
-    /// Lines turned into a document.
-    pub normalized: u64,
-    /// Lines that are not rows.
-    pub rejected: u64,
-    /// Blank lines, skipped.
-    pub blank: u64,
-    /// Per-field counts of values that could not take their field's type.
-    pub warnings: Warnings,
+    /// What the normalizer made of the lines.
+    pub counts: LineCounts,
     /// Inputs that could not be read, or not to the end.
     pub input_errors: u64,
     /// Input bytes processed (decompressed).
@@ -208,7 +176,7 @@ pub fn run(
         base_offset: 0,
         summary: Summary::default(),
     };
-    sink.summary.warnings = normalizer.new_warnings();
+    sink.summary.counts.warnings = normalizer.new_warnings();
     if options.threads <= 1 {
         run_sequential(normalizer, inputs, &mut sink, options)?;
     } else {
@@ -605,13 +573,13 @@ impl Sink<'_> {
             })?;
         }
         let s = &mut self.summary;
-        s.lines += batch.lines;
-        s.normalized += batch.normalized;
-        s.blank += batch.blank;
-        s.rejected += batch.rejects.len() as u64;
+        s.counts.lines += batch.lines;
+        s.counts.normalized += batch.normalized;
+        s.counts.blank += batch.blank;
+        s.counts.rejected += batch.rejects.len() as u64;
         let read = data.len() as u64 + batch.skipped;
         s.bytes += read;
-        s.warnings.merge(&batch.warnings);
+        s.counts.warnings.merge(&batch.warnings);
         self.base_line += batch.lines;
         self.base_offset += read;
         self.observer.progress(read);
@@ -731,7 +699,10 @@ mod tests {
                 &options,
             )
             .unwrap();
-            assert_eq!((s.lines, s.normalized, s.rejected), (4, 2, 2));
+            assert_eq!(
+                (s.counts.lines, s.counts.normalized, s.counts.rejected),
+                (4, 2, 2)
+            );
             assert_eq!(s.bytes, input.len() as u64);
             let r = &keep.0;
             assert_eq!(r[0]["line"], 2);
@@ -746,21 +717,5 @@ mod tests {
             assert_eq!(r[1]["offset"], 22 + 500_001);
         }
         std::fs::remove_file(&path).unwrap();
-    }
-
-    #[test]
-    fn a_reject_record_of_a_long_line_keeps_a_prefix_at_a_character_boundary() {
-        let line = "é".repeat(2000);
-        let reason = RejectReason::TooLong {
-            len: line.len(),
-            limit: 10,
-        };
-        let mut v = json!({});
-        add_text_of(&mut v, line.as_bytes(), &reason);
-        assert_eq!(v["text"].as_str().unwrap(), "é".repeat(512));
-        assert_eq!(v["text_truncated"], true);
-        let mut v = json!({});
-        add_text_of(&mut v, b"short", &RejectReason::InvalidJson("x".into()));
-        assert_eq!(v, json!({ "text": "short" }));
     }
 }

@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use crate::collect::client::Client;
 use crate::collect::config::CollectConfig;
+use crate::collect::delivery::open_sink;
 use crate::collect::metrics::Metrics;
-use crate::collect::{CollectError, choose_tenants, open_sink, state};
+use crate::collect::{CollectError, choose_tenants, state};
 
 /// One line of the report: what was checked, and what was found (`Err`: a problem).
 #[derive(Debug, Clone, PartialEq, Eq)]

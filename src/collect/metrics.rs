@@ -242,11 +242,13 @@ impl Metrics {
         let label = tenant(tenant_id);
         self.rows_delivered
             .get_or_create(&label)
-            .inc_by(s.delivered);
+            .inc_by(s.counts.normalized);
         self.rows_duplicate
             .get_or_create(&label)
             .inc_by(s.duplicates);
-        self.rows_rejected.get_or_create(&label).inc_by(s.rejected);
+        self.rows_rejected
+            .get_or_create(&label)
+            .inc_by(s.counts.rejected);
         self.rows_late.get_or_create(&label).inc_by(s.late);
     }
 
@@ -508,7 +510,10 @@ mod tests {
         m.window(
             "t1",
             &crate::collect::PassSummary {
-                delivered: 2,
+                counts: crate::LineCounts {
+                    normalized: 2,
+                    ..Default::default()
+                },
                 duplicates: 5,
                 late: 1,
                 ..Default::default()

@@ -19,12 +19,12 @@ use rdkafka::Message;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use serde_json::json;
 
 use crate::error::Error;
 use crate::kafka::KafkaConfig;
+use crate::reject::Origin;
 use crate::sinks::Sink;
-use crate::{LineOutcome, Normalizer, Warnings};
+use crate::{LineCounts, LineOutcome, Normalizer};
 
 /// The consumer's defaults, before the configured properties.
 pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
@@ -84,14 +84,8 @@ impl Default for SourceOptions {
 pub struct SourceSummary {
     /// Messages consumed.
     pub messages: u64,
-    /// Lines read (blank ones included).
-    pub lines: u64,
-    /// Lines normalized.
-    pub normalized: u64,
-    /// Lines rejected.
-    pub rejected: u64,
-    /// Blank lines.
-    pub blank: u64,
+    /// What the normalizer made of their lines.
+    pub counts: LineCounts,
     /// Batches delivered and committed.
     pub batches: u64,
     /// Commits the group refused (during a rebalance: another member repeats the batch).
@@ -143,7 +137,7 @@ pub fn run(
         .map_err(|e| err(e.to_string()))?;
     tracing::info!(url = %kafka.url(), group, "joining the consumer group");
     let mut summary = SourceSummary::default();
-    let mut warnings = normalizer.new_warnings();
+    summary.counts.warnings = normalizer.new_warnings();
     let mut out = Vec::new();
     while !stop.load(Ordering::SeqCst) {
         out.clear();
@@ -181,8 +175,7 @@ pub fn run(
                         payload,
                         place,
                         &mut out,
-                        &mut warnings,
-                        &mut summary,
+                        &mut summary.counts,
                         observer,
                     )?;
                 }
@@ -232,27 +225,22 @@ fn transform(
     payload: &[u8],
     (topic, partition, offset): (&str, i32, i64),
     out: &mut Vec<u8>,
-    warnings: &mut Warnings,
-    summary: &mut SourceSummary,
+    counts: &mut LineCounts,
     observer: &mut dyn SourceObserver,
 ) -> Result<(), Error> {
     // A message "row\n" is one line, not a line and a blank one.
     let body = payload.strip_suffix(b"\n").unwrap_or(payload);
     for line in body.split(|b| *b == b'\n') {
-        summary.lines += 1;
-        match normalizer.normalize_line(line, out, warnings) {
-            LineOutcome::Normalized => summary.normalized += 1,
-            LineOutcome::Blank => summary.blank += 1,
-            LineOutcome::Rejected(reason) => {
-                summary.rejected += 1;
-                let mut record = json!({ "topic": topic, "partition": partition, "offset": offset, "reason": reason.to_string() });
-                crate::pipeline::add_text_of(
-                    &mut record,
-                    line.strip_suffix(b"\r").unwrap_or(line),
-                    &reason,
-                );
-                observer.reject(&record)?;
-            }
+        let outcome = normalizer.normalize_line(line, out, &mut counts.warnings);
+        counts.count(&outcome);
+        if let LineOutcome::Rejected(reason) = outcome {
+            let origin = Origin::Kafka {
+                topic,
+                partition,
+                offset,
+            };
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            observer.reject(&crate::reject::record(&origin, &reason, line))?;
         }
     }
     Ok(())

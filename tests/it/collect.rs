@@ -398,7 +398,7 @@ fn the_library_collects_on_a_current_thread_runtime_and_stops_when_told() {
             .unwrap()
     });
     assert_eq!(summary.tenants_failed, 0, "{summary:?}");
-    assert_eq!(summary.delivered, 150, "{summary:?}");
+    assert_eq!(summary.counts.normalized, 150, "{summary:?}");
     assert_exactly_once(&sim, &setup);
 
     runtime.block_on(async {

@@ -175,6 +175,7 @@ proptest! {
         let mut out = Vec::new();
         let mut observer = Collect::default();
         let summary = pipeline::run(&n, &[Input::Path(path)], &mut out, "mem", &mut observer, &Options { threads, block_bytes: block }).unwrap();
+        let summary = &summary.counts;
         prop_assert_eq!(summary.lines, expected_lines);
         prop_assert_eq!(summary.normalized + summary.rejected + summary.blank, summary.lines);
         prop_assert_eq!(memchr_count(&out) as u64, summary.normalized);

@@ -69,7 +69,7 @@ pub fn run(args: CollectArgs) -> anyhow::Result<u8> {
         let summary = summary?;
         anyhow::Ok(if summary.tenants_failed > 0 {
             EXIT_TENANT_FAILED
-        } else if summary.rejected > 0 {
+        } else if summary.counts.rejected > 0 {
             EXIT_REJECTS
         } else {
             EXIT_OK

@@ -60,7 +60,7 @@ impl SourceObserver for Report {
         if let Some(bar) = &self.bar {
             bar.set_message(format!(
                 "{} messages: {} normalized, {} rejected, {} batches committed",
-                s.messages, s.normalized, s.rejected, s.batches
+                s.messages, s.counts.normalized, s.counts.rejected, s.batches
             ));
         }
     }
@@ -116,10 +116,10 @@ pub fn run(
             kafka.url(),
             kafka.group.as_deref().unwrap_or(""),
             summary.messages,
-            summary.lines,
-            summary.normalized,
-            summary.rejected,
-            summary.blank,
+            summary.counts.lines,
+            summary.counts.normalized,
+            summary.counts.rejected,
+            summary.counts.blank,
             summary.batches,
         );
         if summary.commits_refused > 0 {
@@ -128,13 +128,14 @@ pub fn run(
                 summary.commits_refused
             );
         }
+        crate::normalize::print_warnings(&c.normalizer, &summary.counts.warnings);
     }
     if let Some(r) = output.report()
         && (!c.quiet || r.warning)
     {
         eprintln!("sophos-tac: {}: {}", c.output.name(), r.line);
     }
-    Ok(if summary.rejected > 0 || refused > 0 {
+    Ok(if summary.counts.rejected > 0 || refused > 0 {
         EXIT_REJECTS
     } else {
         EXIT_OK

@@ -222,7 +222,7 @@ pub fn run(c: NormalizeConfig) -> anyhow::Result<u8> {
     }
     Ok(if summary.input_errors > 0 {
         EXIT_ERROR
-    } else if summary.rejected > 0 || refused > 0 {
+    } else if summary.counts.rejected > 0 || refused > 0 {
         EXIT_REJECTS
     } else {
         EXIT_OK
@@ -252,17 +252,22 @@ fn stdout_file() -> impl Write {
 }
 
 fn print_summary(c: &NormalizeConfig, s: &Summary) {
+    let n = &s.counts;
     let mut line = format!(
         "sophos-tac: {} lines read: {} normalized, {} rejected, {} blank",
-        s.lines, s.normalized, s.rejected, s.blank
+        n.lines, n.normalized, n.rejected, n.blank
     );
     if s.input_errors > 0 {
         line += &format!("; {} input(s) unreadable", s.input_errors);
     }
     eprintln!("{line}");
-    let fields = c.normalizer.profile().fields();
-    let warnings: Vec<String> = s
-        .warnings
+    print_warnings(&c.normalizer, &n.warnings);
+}
+
+/// The warnings of a run, by field, on stderr (nothing when there were none).
+pub(crate) fn print_warnings(normalizer: &sophos_tac::Normalizer, w: &sophos_tac::Warnings) {
+    let fields = normalizer.profile().fields();
+    let warnings: Vec<String> = w
         .nonzero()
         .map(|(i, n)| format!("{} {n}", fields[i].name))
         .collect();
@@ -272,7 +277,7 @@ fn print_summary(c: &NormalizeConfig, s: &Summary) {
             warnings.join(", ")
         );
     }
-    let lone = s.warnings.lone_surrogates();
+    let lone = w.lone_surrogates();
     if lone > 0 {
         eprintln!(
             "sophos-tac: warnings (row kept): {lone} row(s) with lone surrogate escapes, read as U+FFFD (message kept as written)"

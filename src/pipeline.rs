@@ -20,8 +20,9 @@ use serde_json::json;
 use crate::error::{Error, RejectReason};
 use crate::normalizer::{LineCounts, LineOutcome, Normalizer, Warnings};
 use crate::reject::Origin;
+pub use crate::reject::REJECT_PREFIX_BYTES;
+pub use crate::sources::files::Input;
 use crate::sources::files::{BlockSource, LongLine};
-pub use crate::sources::files::{Input, REJECT_PREFIX_BYTES};
 
 /// How a run is carried out.
 #[derive(Debug, Clone)]

@@ -9,7 +9,10 @@
 use serde_json::json;
 
 use crate::error::RejectReason;
-use crate::sources::files::REJECT_PREFIX_BYTES;
+
+/// How much of a line over the length limit is kept, for its reject record (the files
+/// source never holds more of such a line).
+pub const REJECT_PREFIX_BYTES: usize = 1024;
 
 /// Where a rejected line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -115,6 +115,11 @@ impl<'a> Url<'a> {
     /// True when the first host is a loopback address (`127.0.0.0/8`, `[::1]`) or
     /// `localhost`.
     pub fn is_loopback(&self) -> bool {
+        // With a '/' before its '@', an HTTP client that reads the URL by RFC 3986 ends
+        // the host at that '/' (`http://evil.example/@127.0.0.1`): not the host seen here.
+        if self.userinfo.is_some_and(|u| u.contains('/')) {
+            return false;
+        }
         let host = self.host();
         host.eq_ignore_ascii_case("localhost")
             || host
@@ -256,6 +261,8 @@ mod tests {
             "HTTP://es.example/i",
             "http://evil.example@",
             "http:///evil.example",
+            "http://evil.example/@127.0.0.1/token",
+            "http://u:p/x@localhost/i",
         ] {
             let err = refuse_plain_http(bad, false, "the index URL").unwrap_err();
             assert!(err.contains("--allow-http"), "{err}");

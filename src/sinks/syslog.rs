@@ -202,9 +202,12 @@ pub struct SyslogStats {
     pub connections: u64,
     /// Messages over `max_message_bytes` (sent whole, or kept aside).
     pub oversize: u64,
-    /// Of those, and of the ones that cannot be sent (over UDP's limit), the ones kept in
-    /// the dead-letter file instead of sent.
+    /// Of those, and of the ones that cannot be sent (over UDP's limit, or refused by the
+    /// network stack), the ones kept in the dead-letter file instead of sent.
     pub dead_lettered: u64,
+    /// Of those kept, the ones the network stack refused (a UDP datagram too large for
+    /// the path), not counted in `oversize`.
+    pub network_refused: u64,
 }
 
 /// The syslog sink.
@@ -467,23 +470,24 @@ impl Sink for SyslogSink {
             .dead_letter
             .as_ref()
             .map_or("-".into(), |d| d.path().display().to_string());
+        let refused = s.network_refused.min(s.dead_lettered);
+        let kept_for_size = (s.dead_lettered - refused).min(s.oversize);
+        let mut parts = Vec::new();
         if s.oversize > 0 {
-            return Some(super::SinkReport {
-                line: format!(
-                    "{} document(s) over the size limit ({} bytes: --syslog-max-bytes, max_message_bytes) or what one UDP datagram takes: {} sent whole, {} kept in {kept_in}",
-                    s.oversize,
-                    self.cfg.max_message_bytes,
-                    s.oversize - s.dead_lettered.min(s.oversize),
-                    s.dead_lettered,
-                ),
-                warning: true,
-            });
+            parts.push(format!(
+                "{} document(s) over the size limit ({} bytes: --syslog-max-bytes, max_message_bytes) or what one UDP datagram takes: {} sent whole, {kept_for_size} kept in {kept_in}",
+                s.oversize,
+                self.cfg.max_message_bytes,
+                s.oversize - kept_for_size,
+            ));
         }
-        (s.dead_lettered > 0).then(|| super::SinkReport {
-            line: format!(
-                "{} document(s) refused by the network stack, kept in {kept_in}",
-                s.dead_lettered
-            ),
+        if refused > 0 {
+            parts.push(format!(
+                "{refused} document(s) refused by the network stack, kept in {kept_in}"
+            ));
+        }
+        (!parts.is_empty()).then(|| super::SinkReport {
+            line: parts.join("; "),
             warning: true,
         })
     }
@@ -549,6 +553,7 @@ impl Sink for SyslogSink {
                             frames[done].len()
                         );
                         self.keep(docs[done], reason)?;
+                        self.stats.network_refused += 1;
                         done += 1;
                         continue;
                     }
@@ -577,6 +582,44 @@ impl Sink for SyslogSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_end_of_run_line_counts_documents_kept_for_size_and_refused_by_the_network_apart() {
+        let mut cfg = SyslogConfig::from_url("syslog+udp://127.0.0.1:9").unwrap();
+        cfg.oversize_dead_letter = Some(std::env::temp_dir().join("unused-syslog-dl.ndjson"));
+        let mut sink = SyslogSink::open(cfg).unwrap();
+        assert_eq!(sink.report(), None, "nothing to say");
+        sink.stats = SyslogStats {
+            oversize: 5,
+            dead_lettered: 4,
+            network_refused: 2,
+            ..SyslogStats::default()
+        };
+        let line = sink.report().unwrap().line;
+        assert!(
+            line.starts_with("5 document(s) over the size limit"),
+            "{line}"
+        );
+        assert!(line.contains(": 3 sent whole, 2 kept in "), "{line}");
+        assert!(
+            line.contains("; 2 document(s) refused by the network stack, kept in "),
+            "{line}"
+        );
+        sink.stats = SyslogStats {
+            dead_lettered: 1,
+            network_refused: 1,
+            ..SyslogStats::default()
+        };
+        let report = sink.report().unwrap();
+        assert!(report.warning);
+        assert!(
+            report
+                .line
+                .starts_with("1 document(s) refused by the network stack"),
+            "{}",
+            report.line
+        );
+    }
 
     #[test]
     fn urls() {

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use flate2::read::MultiGzDecoder;
 
 use crate::error::Error;
+use crate::reject::REJECT_PREFIX_BYTES;
 
 /// One input of a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,9 +61,6 @@ impl Input {
         }
     }
 }
-
-/// How much of a line over the length limit is kept, for its reject record.
-pub const REJECT_PREFIX_BYTES: usize = 1024;
 
 /// A line over the length limit, cut down to its prefix in the block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -55,20 +55,7 @@ impl<'a> Url<'a> {
         };
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
         for host_port in authority.split(',') {
-            let (host, port) = match host_port.strip_prefix('[') {
-                Some(v6) => match v6.split_once(']') {
-                    Some((host, "")) => (host, None),
-                    Some((host, after)) => match after.strip_prefix(':') {
-                        Some(port) => (host, Some(port)),
-                        None => return Err(bad("only :port may follow an IPv6 address's ]")),
-                    },
-                    None => return Err(bad("an IPv6 address's [ has no ]")),
-                },
-                None => match host_port.rsplit_once(':') {
-                    Some((host, port)) => (host, Some(port)),
-                    None => (host_port, None),
-                },
-            };
+            let (host, port) = host_and_port(host_port).map_err(bad)?;
             if host.is_empty() {
                 return Err(bad("the URL names no host"));
             }
@@ -87,21 +74,18 @@ impl<'a> Url<'a> {
 
     /// The first (or only) host, without brackets or port.
     pub fn host(&self) -> &'a str {
-        let first = self.authority.split(',').next().unwrap_or_default();
-        match first.strip_prefix('[') {
-            Some(v6) => v6.split(']').next().unwrap_or_default(),
-            None => first.rsplit_once(':').map_or(first, |(h, _)| h),
-        }
+        self.first().0
     }
 
     /// The port of the first host, as written, if any.
     pub fn port(&self) -> Option<&'a str> {
+        self.first().1
+    }
+
+    /// The first host and its port ([`Url::parse`] checked that every one splits).
+    fn first(&self) -> (&'a str, Option<&'a str>) {
         let first = self.authority.split(',').next().unwrap_or_default();
-        let after_host = match first.strip_prefix('[') {
-            Some(v6) => v6.split_once(']').map_or("", |(_, rest)| rest),
-            None => first,
-        };
-        after_host.rsplit_once(':').map(|(_, port)| port)
+        host_and_port(first).unwrap_or((first, None))
     }
 
     /// `key=value` pairs of the query (`key` alone gives an empty value).
@@ -125,6 +109,25 @@ impl<'a> Url<'a> {
             || host
                 .parse::<std::net::IpAddr>()
                 .is_ok_and(|ip| ip.is_loopback())
+    }
+}
+
+/// `host[:port]` or `[v6][:port]` cut into the host (without brackets) and the port as
+/// written; what is wrong with it, when it cannot be cut.
+fn host_and_port(host_port: &str) -> Result<(&str, Option<&str>), &'static str> {
+    let Some(v6) = host_port.strip_prefix('[') else {
+        return Ok(match host_port.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (host_port, None),
+        });
+    };
+    match v6.split_once(']') {
+        Some((host, "")) => Ok((host, None)),
+        Some((host, after)) => match after.strip_prefix(':') {
+            Some(port) => Ok((host, Some(port))),
+            None => Err("only :port may follow an IPv6 address's ]"),
+        },
+        None => Err("an IPv6 address's [ has no ]"),
     }
 }
 

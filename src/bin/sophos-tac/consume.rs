@@ -130,11 +130,7 @@ pub fn run(
         }
         crate::normalize::print_warnings(&c.normalizer, &summary.counts.warnings);
     }
-    if let Some(r) = output.report()
-        && (!c.quiet || r.warning)
-    {
-        eprintln!("sophos-tac: {}: {}", c.output.name(), r.line);
-    }
+    crate::normalize::print_report(&c.output.name(), output.as_ref(), c.quiet);
     Ok(if summary.counts.rejected > 0 || refused > 0 {
         EXIT_REJECTS
     } else {

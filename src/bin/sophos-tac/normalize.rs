@@ -1,9 +1,7 @@
 //! `sophos-tac normalize`: files or stdin in, NDJSON out, rejects kept.
 
-use std::cell::RefCell;
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
-use std::rc::Rc;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -178,17 +176,14 @@ pub fn run(c: NormalizeConfig) -> anyhow::Result<u8> {
     };
     // Stdout and a file are streams: written as the pipeline goes, nothing to
     // acknowledge. Every other output is a sink, delivered to in batches.
-    let mut sink = None;
     let out_name = c.output.name();
-    let mut out: Box<dyn Write> = match &c.output {
-        SinkConfig::Stdout => Box::new(stdout_file()),
-        SinkConfig::File(f) => Box::new(create(&f.path, false)?),
+    let mut out = match &c.output {
+        SinkConfig::Stdout => Output::Stream(Box::new(stdout_file())),
+        SinkConfig::File(f) => Output::Stream(Box::new(create(&f.path, false)?)),
         other => {
             // Each line is read once: a failed delivery's documents are kept aside.
             let opened = sophos_tac::sinks::build(other, &SinkContext::default())?;
-            let writer = Rc::new(RefCell::new(SinkWriter::new(opened, other.batch_bytes())));
-            sink = Some(Rc::clone(&writer));
-            Box::new(Shared(writer))
+            Output::Sink(SinkWriter::new(opened, other.batch_bytes()))
         }
     };
     let summary = pipeline::run(
@@ -199,18 +194,13 @@ pub fn run(c: NormalizeConfig) -> anyhow::Result<u8> {
         &mut report,
         &c.options,
     )?;
-    drop(out);
-    let mut refused = 0;
-    if let Some(w) = sink {
-        let w = w.borrow();
-        let sink = w.sink();
-        refused = sink.dead_lettered();
-        if let Some(r) = sink.report()
-            && (!c.quiet || r.warning)
-        {
-            eprintln!("sophos-tac: {out_name}: {}", r.line);
+    let refused = match &out {
+        Output::Sink(w) => {
+            print_report(&out_name, w.sink(), c.quiet);
+            w.sink().dead_lettered()
         }
-    }
+        Output::Stream(_) => 0,
+    };
     if let Some(w) = &mut report.rejects {
         w.flush()?;
     }
@@ -229,16 +219,37 @@ pub fn run(c: NormalizeConfig) -> anyhow::Result<u8> {
     })
 }
 
-/// A shared writer, so that the sink's counts can be read after the run.
-struct Shared<W: Write>(Rc<RefCell<W>>);
+/// Where the pipeline writes: a stream, or a sink whose counts are read after the run.
+enum Output {
+    /// Stdout or a file.
+    Stream(Box<dyn Write>),
+    /// Any other output, delivered to in batches.
+    Sink(SinkWriter<Box<dyn Sink>>),
+}
 
-impl<W: Write> Write for Shared<W> {
+impl Write for Output {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0.borrow_mut().write(data)
+        match self {
+            Output::Stream(w) => w.write(data),
+            Output::Sink(w) => w.write(data),
+        }
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.0.borrow_mut().flush()
+        match self {
+            Output::Stream(w) => w.flush(),
+            Output::Sink(w) => w.flush(),
+        }
+    }
+}
+
+/// A sink's end-of-run line on stderr: always when it tells of documents refused or set
+/// aside, otherwise unless `quiet`.
+pub(crate) fn print_report(name: &str, sink: &dyn Sink, quiet: bool) {
+    if let Some(r) = sink.report()
+        && (!quiet || r.warning)
+    {
+        eprintln!("sophos-tac: {name}: {}", r.line);
     }
 }
 

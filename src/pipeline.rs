@@ -18,7 +18,7 @@ use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use serde_json::json;
 
 use crate::error::{Error, RejectReason};
-use crate::normalizer::{LineCounts, LineOutcome, Normalizer, Warnings};
+use crate::normalizer::{LineCounts, LineOutcome, Normalizer};
 use crate::reject::Origin;
 pub use crate::reject::REJECT_PREFIX_BYTES;
 pub use crate::sources::files::Input;
@@ -449,13 +449,11 @@ struct LocalReject {
 #[derive(Debug)]
 struct Batch {
     file: usize,
-    lines: u64,
-    normalized: u64,
-    blank: u64,
+    /// What the normalizer made of the block's lines.
+    counts: LineCounts,
     /// Input bytes left out of the block (see [`LongLine`]).
     skipped: u64,
     rejects: Vec<LocalReject>,
-    warnings: Warnings,
     buffers: Buffers,
 }
 
@@ -470,12 +468,12 @@ fn transform(
 ) -> Batch {
     let mut batch = Batch {
         file,
-        lines: 0,
-        normalized: 0,
-        blank: 0,
+        counts: LineCounts {
+            warnings: normalizer.new_warnings(),
+            ..LineCounts::default()
+        },
         skipped: 0,
         rejects: Vec::new(),
-        warnings: normalizer.new_warnings(),
         buffers: Buffers::default(),
     };
     buffers.output.clear();
@@ -501,36 +499,33 @@ fn transform(
                     limit: normalizer.max_line_bytes(),
                 })
             }
-            _ => normalizer.normalize_line(line, &mut buffers.output, &mut batch.warnings),
+            _ => normalizer.normalize_line(line, &mut buffers.output, &mut batch.counts.warnings),
         };
-        match outcome {
-            LineOutcome::Normalized => batch.normalized += 1,
-            LineOutcome::Blank => batch.blank += 1,
-            LineOutcome::Rejected(reason) => {
-                let content_end = if data[..end].ends_with(b"\r\n") {
-                    end - 2
-                } else if data[..end].ends_with(b"\n") {
-                    end - 1
-                } else {
-                    end
-                };
-                let skipped_before = batch.skipped
-                    - buffers
-                        .long
-                        .get(next_long.wrapping_sub(1))
-                        .filter(|l| l.start == start)
-                        .map_or(0, |l| l.skipped);
-                batch.rejects.push(LocalReject {
-                    line: batch.lines,
-                    start,
-                    end: content_end.max(start),
-                    skipped_before,
-                    truncated: cut,
-                    reason,
-                });
-            }
+        let index = batch.counts.lines;
+        batch.counts.count(&outcome);
+        if let LineOutcome::Rejected(reason) = outcome {
+            let content_end = if data[..end].ends_with(b"\r\n") {
+                end - 2
+            } else if data[..end].ends_with(b"\n") {
+                end - 1
+            } else {
+                end
+            };
+            let skipped_before = batch.skipped
+                - buffers
+                    .long
+                    .get(next_long.wrapping_sub(1))
+                    .filter(|l| l.start == start)
+                    .map_or(0, |l| l.skipped);
+            batch.rejects.push(LocalReject {
+                line: index,
+                start,
+                end: content_end.max(start),
+                skipped_before,
+                truncated: cut,
+                reason,
+            });
         }
-        batch.lines += 1;
         start = end;
     }
     batch.buffers = buffers;
@@ -574,14 +569,10 @@ impl Sink<'_> {
             })?;
         }
         let s = &mut self.summary;
-        s.counts.lines += batch.lines;
-        s.counts.normalized += batch.normalized;
-        s.counts.blank += batch.blank;
-        s.counts.rejected += batch.rejects.len() as u64;
+        s.counts.merge(&batch.counts);
         let read = data.len() as u64 + batch.skipped;
         s.bytes += read;
-        s.counts.warnings.merge(&batch.warnings);
-        self.base_line += batch.lines;
+        self.base_line += batch.counts.lines;
         self.base_offset += read;
         self.observer.progress(read);
         Ok(())

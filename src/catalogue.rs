@@ -77,6 +77,32 @@ impl TemplateOptions {
     }
 }
 
+/// The deliberate differences of the SIEM profiles from Elastic's `sophos_central`
+/// output ([`siem::DIFFERENCES`](crate::mapping::siem::DIFFERENCES)) as markdown tables,
+/// one per profile, for `docs/siem-differences.md`.
+pub fn siem_differences() -> String {
+    let mut out = String::new();
+    for profile in ["siem-alert", "siem-event"] {
+        out.push_str(&format!(
+            "### `{profile}`\n\n| field | Elastic writes | sophos-tac writes |\n|---|---|---|\n"
+        ));
+        for d in crate::mapping::siem::DIFFERENCES
+            .iter()
+            .filter(|d| d.profile == profile)
+        {
+            let fields: Vec<String> = d.fields.iter().map(|f| format!("`{f}`")).collect();
+            out.push_str(&format!(
+                "| {} | {} | {} |\n",
+                fields.join(", "),
+                d.elastic.replace('|', "\\|"),
+                d.ours.replace('|', "\\|")
+            ));
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// A composable index template (`PUT _index_template/<name>`) for Elasticsearch
 /// and OpenSearch whose mappings give every field of the profile its type.
 pub fn index_template(profile: &Profile, options: &TemplateOptions) -> Value {
@@ -114,6 +140,7 @@ fn mapping_type(t: EcsType) -> Value {
         EcsType::Date => {
             json!({ "type": "date", "format": "strict_date_optional_time||epoch_millis" })
         }
+        EcsType::Stored => json!({ "type": "keyword", "index": false, "doc_values": false }),
         other => json!({ "type": other.name() }),
     }
 }

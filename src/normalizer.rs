@@ -8,7 +8,7 @@ use serde_json::value::RawValue;
 use crate::error::RejectReason;
 use crate::input::{self, KeyIndex, Object, Record};
 use crate::mapping::categorize::{self, Categories};
-use crate::mapping::{Categorization, Convert, Profile, Source};
+use crate::mapping::{Categorization, Convert, Field, Gate, Profile, Source, siem};
 use crate::output::{Layout, Value};
 use crate::time::EventTime;
 use crate::value;
@@ -136,6 +136,63 @@ enum Step {
     Related(Vec<usize>),
     ConstantWhen(usize, &'static str),
     Categorize(Vec<(&'static str, usize)>, Categorization),
+    Labelled(usize, &'static [&'static str], &'static str, Convert),
+    Either(CompiledGate, Box<Step>, Box<Step>),
+}
+
+/// A [`Gate`] compiled against the profile's [`KeyIndex`].
+#[derive(Debug, Clone)]
+enum CompiledGate {
+    Present(usize, &'static [&'static str]),
+    Contains(Vec<usize>, &'static str),
+}
+
+/// Compiles the rule of field `i`.
+fn compile(source: &Source, i: usize, fields: &[Field], keys: &mut KeyIndex) -> Step {
+    let earlier = |name: &str| {
+        fields[..i]
+            .iter()
+            .position(|f| f.name == name)
+            .unwrap_or_else(|| panic!("{}: {name} must name an earlier field", fields[i].name))
+    };
+    match *source {
+        Source::Original => Step::Original,
+        Source::Constant(c) => Step::Constant(c),
+        Source::Key(key, convert) => Step::Key(keys.slot(key), convert),
+        Source::FirstTime(ks) => Step::FirstTime(ks.iter().map(|k| keys.slot(k)).collect()),
+        Source::FirstKey(ks, convert) => {
+            Step::FirstKey(ks.iter().map(|k| keys.slot(k)).collect(), convert)
+        }
+        Source::Nested(key, path, convert) => Step::Nested(keys.slot(key), path, convert),
+        Source::KeyWhen(key, gate, convert) => {
+            Step::KeyWhen(keys.slot(key), keys.slot(gate), convert)
+        }
+        Source::Related(names) => Step::Related(names.iter().map(|n| earlier(n)).collect()),
+        Source::ConstantWhen(name, c) => Step::ConstantWhen(earlier(name), c),
+        Source::Categorize(which) => Step::Categorize(
+            categorize::KEYS
+                .iter()
+                .map(|k| (*k, keys.slot(k)))
+                .collect(),
+            which,
+        ),
+        Source::Labelled(key, path, label, convert) => {
+            Step::Labelled(keys.slot(key), path, label, convert)
+        }
+        Source::Either(gate, then, otherwise) => {
+            let gate = match gate {
+                Gate::Present(key, path) => CompiledGate::Present(keys.slot(key), path),
+                Gate::Contains(ks, word) => {
+                    CompiledGate::Contains(ks.iter().map(|k| keys.slot(k)).collect(), word)
+                }
+            };
+            Step::Either(
+                gate,
+                Box::new(compile(then, i, fields, keys)),
+                Box::new(compile(otherwise, i, fields, keys)),
+            )
+        }
+    }
 }
 
 /// Normalizes lines with one profile. Cheap to share between threads.
@@ -157,39 +214,10 @@ impl Normalizer {
     pub fn new(profile: Profile) -> Normalizer {
         let mut keys = KeyIndex::default();
         let fields = profile.fields();
-        let earlier = |i: usize, name: &str| {
-            fields[..i]
-                .iter()
-                .position(|f| f.name == name)
-                .unwrap_or_else(|| panic!("{}: {name} must name an earlier field", fields[i].name))
-        };
         let steps = fields
             .iter()
             .enumerate()
-            .map(|(i, field)| match field.source {
-                Source::Original => Step::Original,
-                Source::Constant(c) => Step::Constant(c),
-                Source::Key(key, convert) => Step::Key(keys.slot(key), convert),
-                Source::FirstTime(ks) => Step::FirstTime(ks.iter().map(|k| keys.slot(k)).collect()),
-                Source::FirstKey(ks, convert) => {
-                    Step::FirstKey(ks.iter().map(|k| keys.slot(k)).collect(), convert)
-                }
-                Source::Nested(key, path, convert) => Step::Nested(keys.slot(key), path, convert),
-                Source::KeyWhen(key, gate, convert) => {
-                    Step::KeyWhen(keys.slot(key), keys.slot(gate), convert)
-                }
-                Source::Related(names) => {
-                    Step::Related(names.iter().map(|n| earlier(i, n)).collect())
-                }
-                Source::ConstantWhen(name, c) => Step::ConstantWhen(earlier(i, name), c),
-                Source::Categorize(which) => Step::Categorize(
-                    categorize::KEYS
-                        .iter()
-                        .map(|k| (*k, keys.slot(k)))
-                        .collect(),
-                    which,
-                ),
-            })
+            .map(|(i, field)| compile(&field.source, i, fields, &mut keys))
             .collect();
         let layout = Layout::new(fields);
         Normalizer {
@@ -278,90 +306,142 @@ impl Normalizer {
         Ok(true)
     }
 
-    fn emit(
+    fn emit<'a>(
         &self,
-        original: Value<'_>,
-        row: &Object<'_>,
+        original: Value<'a>,
+        row: &Object<'a>,
         out: &mut Vec<u8>,
         warnings: &mut Warnings,
     ) {
-        let raw = |slot: usize| row.slots[slot].map(RawValue::get);
         let mut values: Vec<Option<Value>> = Vec::with_capacity(self.steps.len());
         let mut categories: Option<Categories> = None;
         for (i, step) in self.steps.iter().enumerate() {
-            let v = match step {
-                Step::Original => Some(original.clone()),
-                Step::Constant(c) => Some(Value::Str(Cow::Borrowed(*c))),
-                Step::Key(slot, convert) => {
-                    warn_on_err(convert_value(raw(*slot), *convert), i, warnings)
-                }
-                Step::KeyWhen(slot, gate, convert) => match raw(*gate).and_then(value::text) {
-                    Some(_) => warn_on_err(convert_value(raw(*slot), *convert), i, warnings),
-                    None => None,
-                },
-                Step::FirstTime(slots) => {
-                    Some(Value::Time(first_time(row, slots).unwrap_or_else(|| {
-                        warnings.add(i);
-                        EventTime::now()
-                    })))
-                }
-                Step::FirstKey(slots, convert) => {
-                    let mut failed = false;
-                    let found =
-                        slots
-                            .iter()
-                            .find_map(|&slot| match convert_value(raw(slot), *convert) {
-                                Ok(v) => v,
-                                Err(kept) => {
-                                    failed = true;
-                                    kept
-                                }
-                            });
-                    if found.is_none() && failed {
-                        warnings.add(i);
-                    }
-                    found
-                }
-                Step::Nested(slot, path, convert) => {
-                    let leaf = raw(*slot).and_then(|r| nested(r, path));
-                    let converted = match convert_value(leaf.as_deref(), *convert) {
-                        Ok(v) => Ok(v.map(Value::into_owned)),
-                        Err(v) => Err(v.map(Value::into_owned)),
-                    };
-                    warn_on_err(converted, i, warnings)
-                }
-                Step::Related(fields) => related(fields.iter().filter_map(|&f| values[f].as_ref())),
-                Step::ConstantWhen(field, c) => values[*field]
-                    .as_ref()
-                    .map(|_| Value::Str(Cow::Borrowed(*c))),
-                Step::Categorize(keys, which) => {
-                    let c = categories.get_or_insert_with(|| {
-                        categorize::categorize(|k| {
-                            keys.iter()
-                                .find(|(name, _)| *name == k)
-                                .and_then(|&(_, slot)| raw(slot))
-                                .and_then(value::text)
-                        })
-                    });
-                    let list = |items: &[&'static str]| {
-                        Value::List(
-                            items
-                                .iter()
-                                .map(|s| Value::Str(Cow::Borrowed(*s)))
-                                .collect(),
-                        )
-                    };
-                    match which {
-                        Categorization::Category => Some(list(&c.category)),
-                        Categorization::Type => Some(list(&c.kind)),
-                        Categorization::Outcome => c.outcome.map(|o| Value::Str(Cow::Borrowed(o))),
-                    }
-                }
-            };
+            let v = eval(step, i, row, &original, &values, &mut categories, warnings);
             values.push(v);
         }
         self.layout.write(&values, out);
     }
+}
+
+/// The value of field `i` by its compiled rule, given the fields before it.
+fn eval<'a>(
+    step: &Step,
+    i: usize,
+    row: &Object<'a>,
+    original: &Value<'a>,
+    values: &[Option<Value<'a>>],
+    categories: &mut Option<Categories>,
+    warnings: &mut Warnings,
+) -> Option<Value<'a>> {
+    let raw = |slot: usize| row.slots[slot].map(RawValue::get);
+    match step {
+        Step::Original => Some(original.clone()),
+        Step::Constant(c) => Some(Value::Str(Cow::Borrowed(*c))),
+        Step::Key(slot, convert) => warn_on_err(convert_value(raw(*slot), *convert), i, warnings),
+        Step::KeyWhen(slot, gate, convert) => match raw(*gate).and_then(value::text) {
+            Some(_) => warn_on_err(convert_value(raw(*slot), *convert), i, warnings),
+            None => None,
+        },
+        Step::FirstTime(slots) => Some(Value::Time(first_time(row, slots).unwrap_or_else(|| {
+            warnings.add(i);
+            EventTime::now()
+        }))),
+        Step::FirstKey(slots, convert) => {
+            let mut failed = false;
+            let found = slots
+                .iter()
+                .find_map(|&slot| match convert_value(raw(slot), *convert) {
+                    Ok(v) => v,
+                    Err(kept) => {
+                        failed = true;
+                        kept
+                    }
+                });
+            if found.is_none() && failed {
+                warnings.add(i);
+            }
+            found
+        }
+        Step::Nested(slot, path, convert) => {
+            let leaf = raw(*slot).and_then(|r| nested(r, path));
+            owned_converted(leaf.as_deref(), *convert, i, warnings)
+        }
+        Step::Labelled(slot, path, label, convert) => {
+            let text = raw(*slot).and_then(|r| {
+                if path.is_empty() {
+                    Some(r.to_owned())
+                } else {
+                    nested(r, path)
+                }
+            });
+            let text = text.as_deref().and_then(value::text);
+            let line = text.as_deref().and_then(|t| siem::labelled(t, label));
+            let literal = line.map(|l| serde_json::Value::String(l.to_owned()).to_string());
+            owned_converted(literal.as_deref(), *convert, i, warnings)
+        }
+        Step::Either(gate, then, otherwise) => {
+            let holds = match gate {
+                CompiledGate::Present(slot, path) => raw(*slot)
+                    .and_then(|r| {
+                        if path.is_empty() {
+                            Some(r.to_owned())
+                        } else {
+                            nested(r, path)
+                        }
+                    })
+                    .is_some_and(|leaf| value::text(&leaf).is_some_and(|t| t != "[]" && t != "{}")),
+                CompiledGate::Contains(slots, word) => slots.iter().any(|&slot| {
+                    raw(slot).and_then(value::text).is_some_and(|t| {
+                        t.to_ascii_lowercase().contains(&word.to_ascii_lowercase())
+                    })
+                }),
+            };
+            let chosen = if holds { then } else { otherwise };
+            eval(chosen, i, row, original, values, categories, warnings)
+        }
+        Step::Related(fields) => related(fields.iter().filter_map(|&f| values[f].as_ref())),
+        Step::ConstantWhen(field, c) => values[*field]
+            .as_ref()
+            .map(|_| Value::Str(Cow::Borrowed(*c))),
+        Step::Categorize(keys, which) => {
+            let c = categories.get_or_insert_with(|| {
+                categorize::categorize(|k| {
+                    keys.iter()
+                        .find(|(name, _)| *name == k)
+                        .and_then(|&(_, slot)| raw(slot))
+                        .and_then(value::text)
+                })
+            });
+            let list = |items: &[&'static str]| {
+                Value::List(
+                    items
+                        .iter()
+                        .map(|s| Value::Str(Cow::Borrowed(*s)))
+                        .collect(),
+                )
+            };
+            match which {
+                Categorization::Category => Some(list(&c.category)),
+                Categorization::Type => Some(list(&c.kind)),
+                Categorization::Outcome => c.outcome.map(|o| Value::Str(Cow::Borrowed(o))),
+            }
+        }
+    }
+}
+
+/// Converts a value computed from the row (not borrowed from it), counting a warning
+/// when it cannot take the field's type.
+fn owned_converted(
+    raw: Option<&str>,
+    convert: Convert,
+    i: usize,
+    warnings: &mut Warnings,
+) -> Option<Value<'static>> {
+    let converted = match convert_value(raw, convert) {
+        Ok(v) => Ok(v.map(Value::into_owned)),
+        Err(v) => Err(v.map(Value::into_owned)),
+    };
+    warn_on_err(converted, i, warnings)
 }
 
 /// A conversion's result: `Ok(None)` absent, `Ok(Some(v))` a value, `Err(kept)` the
@@ -429,6 +509,9 @@ fn convert_value(raw: Option<&str>, convert: Convert) -> Converted<'_> {
         Convert::Text | Convert::ListOrEmpty => Some(Value::Str(text)),
         Convert::Strip2 => strip2(&text).map(owned),
         Convert::Integer => Some(Value::Long(text.parse::<i64>().map_err(|_| None)?)),
+        Convert::Port => Some(Value::Long(i64::from(
+            text.parse::<u16>().map_err(|_| None)?,
+        ))),
         Convert::IpAddress => {
             text.parse::<IpAddr>().map_err(|_| None)?;
             Some(Value::Str(text))
@@ -483,6 +566,28 @@ fn convert_value(raw: Option<&str>, convert: Convert) -> Converted<'_> {
             string_list(args)
         }
         Convert::OsType => os_type(&text).map(|t| Value::Str(Cow::Borrowed(t))),
+        Convert::DomainOf => match text.split_once('\\') {
+            Some((domain, _)) if !domain.is_empty() => Some(owned(domain)),
+            _ => None,
+        },
+        Convert::UserOf => {
+            let user = text.split_once('\\').map_or(&*text, |(_, user)| user);
+            (!user.is_empty()).then(|| owned(user))
+        }
+        Convert::Mac => Some(Value::Str(Cow::Owned(siem::mac(&text)))),
+        Convert::SnakeCaseObjects => {
+            let json = if raw.starts_with('[') { raw } else { &text };
+            let list = siem::snake_case_objects(json).ok_or(None)?;
+            (list != "[]").then_some(Value::Raw(Cow::Owned(list)))
+        }
+        Convert::Json => match raw.as_bytes().first() {
+            Some(b'[' | b'{') => {
+                let compact = value::compact(raw);
+                (compact != "[]" && compact != "{}").then_some(Value::Raw(Cow::Owned(compact)))
+            }
+            _ => Some(Value::Str(text)),
+        },
+        Convert::Severity => Some(Value::Long(siem::severity(&text).ok_or(None)?)),
         Convert::TechniqueIds
         | Convert::TechniqueNames
         | Convert::TacticIds

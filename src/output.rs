@@ -28,7 +28,8 @@ pub enum Value<'a> {
     Time(EventTime),
     /// A boolean.
     Bool(bool),
-    /// Valid compact JSON text (a number or an object), copied as is.
+    /// Valid compact JSON text (a number, an object or a list), copied as is; a list
+    /// fills an array field as it is.
     Raw(Cow<'a, str>),
     /// A list of values.
     List(Vec<Value<'a>>),
@@ -220,7 +221,12 @@ impl Layout {
             }
             separate(&mut has_member, out);
             out.extend_from_slice(&leaf.key);
-            if leaf.array && !matches!(value, Value::List(_)) {
+            let is_list = match value {
+                Value::List(_) => true,
+                Value::Raw(json) => json.starts_with('['),
+                _ => false,
+            };
+            if leaf.array && !is_list {
                 out.push(b'[');
                 value.write(out);
                 out.push(b']');

@@ -76,6 +76,37 @@ pub fn key(row: &str) -> String {
     }
 }
 
+/// The row key of a Sophos Central SIEM API item (its JSON text) of `stream` (`alert`
+/// or `event`): `{stream}:{customer_id}:{id}`, so that an alert and its event, which
+/// share an id, are two documents, and one item is one document on every path. As for
+/// rows, a `customer_id` holding a `:` or a key over [`MAX_KEY_BYTES`] is digested, and
+/// an item without an `id` is keyed by the digest of its text.
+pub fn item_key(stream: &str, item: &str) -> String {
+    #[derive(serde::Deserialize)]
+    struct ItemIds<'a> {
+        #[serde(borrow)]
+        id: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow)]
+        customer_id: Option<&'a serde_json::value::RawValue>,
+    }
+    let Ok(ids) = serde_json::from_str::<ItemIds>(item) else {
+        return digest(item);
+    };
+    let Some(id) = ids.id.filter(|s| !s.is_empty()) else {
+        return digest(item);
+    };
+    let customer = ids
+        .customer_id
+        .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
+        .unwrap_or_default();
+    let key = format!("{stream}:{customer}:{id}");
+    if customer.contains(':') || stream.contains(':') || key.len() > MAX_KEY_BYTES {
+        digest(&format!("{}\0{stream}\0{customer}\0{id}", customer.len()))
+    } else {
+        key
+    }
+}
+
 /// The collector's dedup key of a row, kept per tenant in its state: `id:` and its
 /// `record_identifier`, or `sha256:` and a digest of its JSON text when it has none (or
 /// the row is not an object with a string id). Unchanged since the first release, so that
@@ -90,6 +121,33 @@ pub fn dedup_key(row: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_item_key_carries_its_stream_tenant_and_id() {
+        let item = r#"{"id":"e1","customer_id":"c-1","when":"2026-01-01T00:00:00Z"}"#;
+        assert_eq!(item_key("alert", item), "alert:c-1:e1");
+        // an alert and its event share the id, not the key
+        assert_ne!(item_key("alert", item), item_key("event", item));
+        // the same item written otherwise is the same key
+        assert_eq!(
+            item_key("alert", r#"{ "customer_id" : "c-1", "id" : "e1" }"#),
+            "alert:c-1:e1"
+        );
+        // another tenant's item with the same id is another document
+        assert_ne!(
+            item_key("alert", r#"{"id":"e1","customer_id":"c-2"}"#),
+            item_key("alert", item)
+        );
+        assert_eq!(item_key("event", r#"{"id":"e1"}"#), "event::e1");
+        assert!(item_key("event", r#"{"name":"no id"}"#).starts_with("sha256:"));
+        assert!(item_key("event", "[1]").starts_with("sha256:"));
+        assert_ne!(
+            item_key("event", r#"{"id":"c","customer_id":"a:b"}"#),
+            item_key("event", r#"{"id":"b:c","customer_id":"a"}"#)
+        );
+        let long = format!(r#"{{"id":"{}","customer_id":"c"}}"#, "x".repeat(600));
+        assert!(item_key("event", &long).starts_with("sha256:"));
+    }
 
     #[test]
     fn the_row_key_carries_the_tenant_and_the_id_or_digests_the_row() {

@@ -7,6 +7,7 @@
 pub mod categorize;
 mod documented;
 mod extended;
+pub mod siem;
 
 use std::fmt;
 
@@ -32,6 +33,9 @@ pub enum EcsType {
     Float,
     /// `object`: a JSON object parsed from a nested JSON string.
     Object,
+    /// `keyword`, kept but neither indexed nor aggregated (ECS `event.original`):
+    /// an index takes any length.
+    Stored,
 }
 
 impl EcsType {
@@ -47,6 +51,7 @@ impl EcsType {
             EcsType::Boolean => "boolean",
             EcsType::Float => "float",
             EcsType::Object => "object",
+            EcsType::Stored => "keyword",
         }
     }
 }
@@ -66,6 +71,9 @@ pub enum Convert {
     /// An integer, or a string holding a base-10 integer; anything else leaves the
     /// field out and counts a warning.
     Integer,
+    /// A port: an [`Integer`](Convert::Integer) from 0 to 65535; anything else leaves
+    /// the field out and counts a warning.
+    Port,
     /// The text when it is a valid IPv4 or IPv6 address; otherwise the field is left
     /// out and a warning is counted.
     IpAddress,
@@ -117,6 +125,56 @@ pub enum Convert {
     TacticIds,
     /// MITRE ATT&CK tactic names.
     TacticNames,
+    /// The domain of a `DOMAIN\\user` name: the text before its first backslash;
+    /// absent when there is none or it is empty.
+    DomainOf,
+    /// The user of a `DOMAIN\\user` name: the text after its first backslash, or the
+    /// whole text when there is none.
+    UserOf,
+    /// A MAC address written with `-` between upper-case pairs (`:` and `.` become
+    /// `-`), as ECS writes MACs.
+    Mac,
+    /// A JSON list of objects, each with its keys in snake_case and its empty
+    /// values (`""`, `null`, `[]`, `{}`) left out.
+    SnakeCaseObjects,
+    /// Any JSON value as it is; absent when it is empty (`[]`, `{}`).
+    Json,
+    /// A Sophos Central severity word as a number: `none` 0, `low` 21, `medium` 47,
+    /// `high` 73, `very_high` and `critical` 99 (Elastic Security's risk scores for
+    /// those words); another word leaves the field out with a warning.
+    Severity,
+}
+
+/// A condition on the row, for [`Source::Either`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Gate {
+    /// The value at the key, then the path of member names, is present (not absent,
+    /// `null`, `""`, `[]` or `{}`).
+    Present(&'static str, &'static [&'static str]),
+    /// The text of one of these keys contains the word, in any case.
+    Contains(&'static [&'static str], &'static str),
+}
+
+impl Gate {
+    /// The row keys the gate reads.
+    pub fn row_keys(&self) -> Vec<&'static str> {
+        match *self {
+            Gate::Present(key, _) => vec![key],
+            Gate::Contains(keys, _) => keys.to_vec(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match *self {
+            Gate::Present(key, []) => format!("the row has `{key}`"),
+            Gate::Present(key, path) => format!("the row has `{key}` → `{}`", path.join(".")),
+            Gate::Contains(keys, word) => {
+                let keys: Vec<String> = keys.iter().map(|k| format!("`{k}`")).collect();
+                format!("{} says \"{word}\"", keys.join(" or "))
+            }
+        }
+    }
 }
 
 /// Where a field's value comes from.
@@ -146,6 +204,14 @@ pub enum Source {
     ConstantWhen(&'static str, &'static str),
     /// ECS categorization derived from the row (see [`categorize`]).
     Categorize(Categorization),
+    /// A labelled line of a text inside a nested object (the key, then the path of
+    /// member names; an empty path for the key's own text): the value after the
+    /// label on the first line that starts with it, converted. The label `Message`
+    /// also stands for the whole text when no line has a label (see
+    /// [`siem::labelled`]).
+    Labelled(&'static str, &'static [&'static str], &'static str, Convert),
+    /// The first source when the gate holds, the second otherwise.
+    Either(Gate, &'static Source, &'static Source),
 }
 
 /// Which categorization field a [`Source::Categorize`] rule fills.
@@ -175,21 +241,32 @@ pub struct Field {
     pub source: Source,
 }
 
-impl Field {
-    /// The row keys this field reads, in the order it tries them.
+impl Source {
+    /// The row keys this source reads, in the order it tries them.
     pub fn row_keys(&self) -> Vec<&'static str> {
-        match self.source {
-            Source::Key(key, _) | Source::Nested(key, _, _) => vec![key],
+        match *self {
+            Source::Key(key, _) | Source::Nested(key, _, _) | Source::Labelled(key, ..) => {
+                vec![key]
+            }
             Source::KeyWhen(key, gate, _) => vec![key, gate],
             Source::FirstTime(keys) | Source::FirstKey(keys, _) => keys.to_vec(),
             Source::Categorize(_) => categorize::KEYS.to_vec(),
+            Source::Either(gate, then, otherwise) => {
+                let mut keys = gate.row_keys();
+                for key in then.row_keys().into_iter().chain(otherwise.row_keys()) {
+                    if !keys.contains(&key) {
+                        keys.push(key);
+                    }
+                }
+                keys
+            }
             _ => Vec::new(),
         }
     }
 
     /// A short human description of where the value comes from, for the catalogue.
     pub fn origin(&self) -> String {
-        match self.source {
+        match *self {
             Source::Original => "the row's JSON text".to_string(),
             Source::Constant(c) => format!("always `{c}`"),
             Source::Key(key, _) => format!("`{key}`"),
@@ -211,7 +288,33 @@ impl Field {
             Source::Categorize(_) => {
                 "derived from the query and detection (see `mapping::categorize`)".to_string()
             }
+            Source::Labelled(key, path, label, _) => {
+                let at = if path.is_empty() {
+                    format!("`{key}`")
+                } else {
+                    format!("`{key}` → `{}`", path.join("."))
+                };
+                format!("line `{label}` of {at}")
+            }
+            Source::Either(gate, then, otherwise) => format!(
+                "{} when {}, else {}",
+                then.origin(),
+                gate.describe(),
+                otherwise.origin()
+            ),
         }
+    }
+}
+
+impl Field {
+    /// The row keys this field reads, in the order it tries them.
+    pub fn row_keys(&self) -> Vec<&'static str> {
+        self.source.row_keys()
+    }
+
+    /// A short human description of where the value comes from, for the catalogue.
+    pub fn origin(&self) -> String {
+        self.source.origin()
     }
 }
 
@@ -240,17 +343,38 @@ impl Profile {
         }
     }
 
+    /// The profile of Sophos Central SIEM API alerts (`/siem/v1/alerts` items), with
+    /// the field names of Elastic's `sophos_central.alert` data stream.
+    pub fn siem_alert() -> Profile {
+        Profile {
+            name: "siem-alert",
+            fields: siem::ALERT,
+        }
+    }
+
+    /// The profile of Sophos Central SIEM API events (`/siem/v1/events` items), with
+    /// the field names of Elastic's `sophos_central.event` data stream.
+    pub fn siem_event() -> Profile {
+        Profile {
+            name: "siem-event",
+            fields: siem::EVENT,
+        }
+    }
+
     /// Looks a profile up by name.
     pub fn by_name(name: &str) -> Option<Profile> {
         match name {
             "documented" => Some(Profile::documented()),
             "extended" => Some(Profile::extended()),
+            "siem-alert" => Some(Profile::siem_alert()),
+            "siem-event" => Some(Profile::siem_event()),
             _ => None,
         }
     }
 
     /// The names accepted by [`Profile::by_name`].
-    pub const NAMES: &'static [&'static str] = &["documented", "extended"];
+    pub const NAMES: &'static [&'static str] =
+        &["documented", "extended", "siem-alert", "siem-event"];
 
     /// The profile's name.
     pub fn name(&self) -> &'static str {

@@ -241,17 +241,41 @@ pub fn keep_undelivered(
 }
 
 /// The key of a document given without one: the [row key](crate::row::key) of the row it
-/// was made from (its `message`), as every path computes it. The index output uses it as
-/// `_id`, the Kafka output as the message key, so that a row's copies collapse into one.
+/// was made from (its `message`), or for a SIEM API item (a document whose
+/// `event.dataset` is `sophos_central.alert` or `sophos_central.event`) the
+/// [item key](crate::row::item_key) of its `event.original`, as every path computes it.
+/// The index output uses it as `_id`, the Kafka output as the message key, so that a
+/// row's copies collapse into one.
 pub fn document_key(doc: &[u8]) -> String {
+    use std::borrow::Cow;
     #[derive(serde::Deserialize)]
-    struct Message<'a> {
+    struct Event<'a> {
         #[serde(borrow)]
-        message: Option<std::borrow::Cow<'a, str>>,
+        original: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        dataset: Option<Cow<'a, str>>,
     }
-    let message = serde_json::from_slice::<Message>(doc)
-        .ok()
-        .and_then(|m| m.message);
+    #[derive(serde::Deserialize)]
+    struct Doc<'a> {
+        #[serde(borrow)]
+        message: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        event: Option<Event<'a>>,
+    }
+    let parsed = serde_json::from_slice::<Doc>(doc).ok();
+    if let Some(Doc {
+        event:
+            Some(Event {
+                original: Some(item),
+                dataset: Some(dataset),
+            }),
+        ..
+    }) = &parsed
+        && let Some(stream) = dataset.strip_prefix("sophos_central.")
+    {
+        return crate::row::item_key(stream, item);
+    }
+    let message = parsed.and_then(|d| d.message);
     let text = message
         .as_deref()
         .unwrap_or_else(|| std::str::from_utf8(doc).unwrap_or_default());

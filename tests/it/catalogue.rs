@@ -122,14 +122,17 @@ fn normalize_all(profile: &Profile, lines: &[String]) -> Vec<Value> {
 
 #[test]
 fn every_emitted_field_is_catalogued_with_its_type_and_the_reverse() {
-    for profile in [Profile::documented(), Profile::extended()] {
+    for profile in Profile::NAMES.iter().map(|n| Profile::by_name(n).unwrap()) {
         check_catalogue(&profile);
     }
 }
 
 fn check_catalogue(profile: &Profile) {
     let mut lines = vec![full_row(profile).to_string()];
-    lines.extend(crate::common::fixture_lines());
+    match profile.name().strip_prefix("siem-") {
+        Some(stream) => lines.extend(crate::common::siem_items(stream)),
+        None => lines.extend(crate::common::fixture_lines()),
+    }
     let docs = normalize_all(profile, &lines);
     assert!(docs.len() >= 9);
 
@@ -166,7 +169,7 @@ fn check_catalogue(profile: &Profile) {
 
 #[test]
 fn index_template_types_every_field() {
-    for profile in [Profile::documented(), Profile::extended()] {
+    for profile in Profile::NAMES.iter().map(|n| Profile::by_name(n).unwrap()) {
         check_template(&profile);
     }
 }
@@ -190,6 +193,8 @@ fn readme_field_tables_are_generated() {
     for (marker, profile) in [
         ("fields", Profile::documented()),
         ("fields-extended", Profile::extended()),
+        ("fields-siem-alert", Profile::siem_alert()),
+        ("fields-siem-event", Profile::siem_event()),
     ] {
         let (begin, end) = (
             format!("<!-- {marker}:begin -->\n"),

@@ -1,5 +1,6 @@
-//! ECS validity of `--profile extended` (and `documented`): every field emitted
-//! outside `sophos.*` exists in ECS 9.4.0 with a compatible JSON type (lists only
+//! ECS validity of every profile (`documented`, `extended`, `siem-alert`,
+//! `siem-event`): every field emitted outside the vendor's own `sophos.*` /
+//! `sophos_central.*` exists in ECS 9.4.0 with a compatible JSON type (lists only
 //! where ECS says `array`), and categorization values are ECS allowed values.
 //!
 //! The reference is `../shared/ecs/fields.csv` and `allowed_values.json` when present;
@@ -37,12 +38,25 @@ fn compact_path() -> PathBuf {
     crate::common::root().join(format!("tests/data/ecs-{VERSION}-subset.tsv"))
 }
 
-/// The fields our profiles can emit outside `sophos.*`.
+/// Every profile.
+fn profiles() -> Vec<Profile> {
+    Profile::NAMES
+        .iter()
+        .map(|n| Profile::by_name(n).unwrap())
+        .collect()
+}
+
+/// A vendor field, outside ECS: `sophos.*` (Data Lake) and `sophos_central.*` (SIEM).
+fn vendor(name: &str) -> bool {
+    name.starts_with("sophos.") || name.starts_with("sophos_central.")
+}
+
+/// The fields our profiles can emit outside the vendor's fields.
 fn our_fields() -> Vec<String> {
-    let mut names: Vec<String> = [Profile::documented(), Profile::extended()]
+    let mut names: Vec<String> = profiles()
         .iter()
         .flat_map(|p| p.fields().iter().map(|f| f.name.to_string()))
-        .filter(|n| !n.starts_with("sophos."))
+        .filter(|n| !vendor(n))
         .collect();
     names.sort();
     names.dedup();
@@ -168,8 +182,10 @@ fn compatible(ecs: &str, v: &Value) -> bool {
 fn declared_compatible(ours: EcsType, ecs: &str) -> bool {
     matches!(
         (ours, ecs),
-        (EcsType::Keyword, "keyword" | "constant_keyword")
-            | (EcsType::Wildcard, "wildcard" | "keyword")
+        (
+            EcsType::Keyword | EcsType::Stored,
+            "keyword" | "constant_keyword"
+        ) | (EcsType::Wildcard, "wildcard" | "keyword")
             | (EcsType::Text, "match_only_text" | "text")
             | (EcsType::Long, "long")
             | (EcsType::Float, "float")
@@ -183,7 +199,7 @@ fn declared_compatible(ours: EcsType, ecs: &str) -> bool {
 fn leaves(v: &Value, prefix: &str, out: &mut Vec<(String, Value)>) {
     match v {
         // sophos.* is ours, checked by the catalogue test.
-        _ if prefix == "sophos." => {}
+        _ if prefix == "sophos." || prefix == "sophos_central." => {}
         Value::Object(map) => map
             .iter()
             .for_each(|(k, c)| leaves(c, &format!("{prefix}{k}."), out)),
@@ -192,7 +208,10 @@ fn leaves(v: &Value, prefix: &str, out: &mut Vec<(String, Value)>) {
 }
 
 /// Every input line of our fixtures, plus the shared sample rows when present.
-fn fixture_lines() -> Vec<String> {
+fn fixture_lines(profile: &Profile) -> Vec<String> {
+    if let Some(stream) = profile.name().strip_prefix("siem-") {
+        return crate::common::siem_items(stream);
+    }
     let mut lines = crate::common::fixture_lines();
     if let Some(dir) = crate::common::shared("golden/sekoia-current") {
         lines.extend(
@@ -207,12 +226,8 @@ fn fixture_lines() -> Vec<String> {
 #[test]
 fn every_field_outside_sophos_is_valid_ecs() {
     let r = reference();
-    for profile in [Profile::documented(), Profile::extended()] {
-        for f in profile
-            .fields()
-            .iter()
-            .filter(|f| !f.name.starts_with("sophos."))
-        {
+    for profile in profiles() {
+        for f in profile.fields().iter().filter(|f| !vendor(f.name)) {
             let ecs = r.fields.get(f.name).unwrap_or_else(|| {
                 panic!(
                     "{}: {} is not an ECS {VERSION} field",
@@ -235,7 +250,7 @@ fn every_field_outside_sophos_is_valid_ecs() {
         }
         let n = Normalizer::new(profile.clone());
         let mut checked = 0;
-        for line in fixture_lines() {
+        for line in fixture_lines(&profile) {
             let mut out = Vec::new();
             let mut w = n.new_warnings();
             if n.normalize_line(line.as_bytes(), &mut out, &mut w) != LineOutcome::Normalized {
@@ -244,7 +259,7 @@ fn every_field_outside_sophos_is_valid_ecs() {
             let doc: Value = serde_json::from_slice(&out).unwrap();
             let mut flat = Vec::new();
             leaves(&doc, "", &mut flat);
-            for (name, value) in flat.into_iter().filter(|(n, _)| !n.starts_with("sophos.")) {
+            for (name, value) in flat.into_iter().filter(|(n, _)| !vendor(n)) {
                 let ecs = r.fields.get(&name).unwrap_or_else(|| {
                     panic!("{}: emitted {name}, not an ECS field", profile.name())
                 });
@@ -271,11 +286,7 @@ fn every_field_outside_sophos_is_valid_ecs() {
                 checked += 1;
             }
         }
-        assert!(
-            checked > 100,
-            "{}: checked {checked} values",
-            profile.name()
-        );
+        assert!(checked > 50, "{}: checked {checked} values", profile.name());
     }
 }
 

@@ -20,5 +20,6 @@ mod rules;
 mod sekoia_coverage;
 mod sekoia_rows;
 mod service;
+mod siem;
 mod sink_contract;
 mod syslog;

@@ -78,6 +78,26 @@ pub fn fixture_lines() -> Vec<String> {
     lines
 }
 
+/// SIEM API items of one stream (`alert` or `event`): ours
+/// (`examples/siem-{stream}s.ndjson`), then the inputs of Elastic's pipeline tests
+/// when `../shared` is there.
+pub fn siem_items(stream: &str) -> Vec<String> {
+    let ours =
+        std::fs::read_to_string(root().join(format!("examples/siem-{stream}s.ndjson"))).unwrap();
+    let mut items: Vec<String> = ours.lines().map(String::from).collect();
+    if let Some(dir) = shared("golden/elastic-sophos-central") {
+        for test in ["test-pipeline-activity.log", "test-user-formats.log"] {
+            let text = std::fs::read_to_string(dir.join(stream).join(test)).unwrap();
+            items.extend(
+                text.lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(String::from),
+            );
+        }
+    }
+    items
+}
+
 /// The `{"input", "expected"}` samples of a folder, sorted by file name.
 pub fn samples(dir: &std::path::Path) -> Vec<(String, Value)> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)

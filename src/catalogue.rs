@@ -106,13 +106,21 @@ pub fn siem_differences() -> String {
 /// A composable index template (`PUT _index_template/<name>`) for Elasticsearch
 /// and OpenSearch whose mappings give every field of the profile its type.
 pub fn index_template(profile: &Profile, options: &TemplateOptions) -> Value {
+    index_template_of(std::slice::from_ref(profile), options)
+}
+
+/// An index template for an index that takes the documents of several profiles (the
+/// Data Lake's and the SIEM streams' in one `collect` output): every field of each, a
+/// field that two profiles share typed by the first.
+pub fn index_template_of(profiles: &[Profile], options: &TemplateOptions) -> Value {
     let mut properties = Map::new();
-    for f in profile.fields() {
+    for f in profiles.iter().flat_map(|p| p.fields()) {
         let mut node = &mut properties;
         let mut segments = f.name.split('.').peekable();
         while let Some(segment) = segments.next() {
             if segments.peek().is_none() {
-                node.insert(segment.to_string(), mapping_type(f.ecs_type));
+                node.entry(segment.to_string())
+                    .or_insert_with(|| mapping_type(f.ecs_type));
             } else {
                 let child = node
                     .entry(segment.to_string())
@@ -123,11 +131,12 @@ pub fn index_template(profile: &Profile, options: &TemplateOptions) -> Value {
             }
         }
     }
+    let names: Vec<&str> = profiles.iter().map(Profile::name).collect();
     let mut template = json!({
         "index_patterns": options.index_patterns,
         "priority": options.priority,
         "template": { "mappings": { "properties": properties } },
-        "_meta": { "generator": concat!("sophos-tac ", env!("CARGO_PKG_VERSION")), "profile": profile.name() },
+        "_meta": { "generator": concat!("sophos-tac ", env!("CARGO_PKG_VERSION")), "profile": names.join("+") },
     });
     if options.data_stream {
         template["data_stream"] = json!({});
@@ -174,6 +183,40 @@ mod tests {
             },
         );
         assert_eq!(ds["data_stream"], json!({}));
+    }
+
+    #[test]
+    fn the_data_lake_and_siem_profiles_share_one_index_without_a_type_conflict() {
+        for lake in [Profile::documented(), Profile::extended()] {
+            let profiles = [lake.clone(), Profile::siem_alert(), Profile::siem_event()];
+            for a in profiles.iter().flat_map(|p| p.fields()) {
+                for b in profiles.iter().flat_map(|p| p.fields()) {
+                    if a.name == b.name {
+                        assert_eq!(a.ecs_type.name(), b.ecs_type.name(), "{}", a.name);
+                    } else {
+                        // no field is the parent of another's
+                        assert!(
+                            !b.name.starts_with(&format!("{}.", a.name)),
+                            "{} / {}",
+                            a.name,
+                            b.name
+                        );
+                    }
+                }
+            }
+            let t = index_template_of(&profiles, &TemplateOptions::default());
+            let p = &t["template"]["mappings"]["properties"];
+            assert_eq!(p["event"]["properties"]["original"]["index"], false);
+            assert_eq!(
+                p["sophos_central"]["properties"]["alert"]["properties"]["when"]["type"],
+                "date"
+            );
+            assert_eq!(p["message"]["type"], "text");
+            assert_eq!(
+                t["_meta"]["profile"],
+                format!("{}+siem-alert+siem-event", lake.name())
+            );
+        }
     }
 
     #[test]

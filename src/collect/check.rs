@@ -2,6 +2,7 @@
 //! collecting anything.
 //!
 //! It obtains a token, runs whoami, lists the tenants the configuration would collect,
+//! reads one item of each SIEM API stream `[siem] streams` lists from the first of them,
 //! checks that the state directory takes writes, and that every output can be written
 //! to or reached. It sends no Data Lake query and delivers nothing. The client secret
 //! never shows in the report, even when a server echoes it.
@@ -70,6 +71,15 @@ pub async fn check(config: &CollectConfig) -> Vec<Finding> {
                                 let listed = all.len();
                                 let chosen = choose_tenants(all, &config.file.tenants);
                                 add("tenants", tenants_line(&chosen, listed));
+                                if let Some(first) = chosen.first() {
+                                    for stream in &config.file.siem.streams {
+                                        let what = format!("siem {stream}");
+                                        add(
+                                            &what,
+                                            siem_stream(&client, config, first, stream).await,
+                                        );
+                                    }
+                                }
                             }
                         }
                     }
@@ -95,6 +105,39 @@ pub async fn check(config: &CollectConfig) -> Vec<Finding> {
         add(&what, result);
     }
     report
+}
+
+/// Reads one item of a SIEM API stream of `tenant`, from as far back as a first run
+/// starts.
+async fn siem_stream(
+    client: &Client,
+    config: &CollectConfig,
+    tenant: &crate::collect::client::Tenant,
+    stream: &str,
+) -> Result<String, String> {
+    let siem = &config.file.siem;
+    let from = jiff::Timestamp::now().as_second() - siem.lookback_secs as i64;
+    let page = client
+        .siem_page(
+            tenant,
+            stream,
+            crate::collect::client::SiemStart::FromDate(from),
+            1,
+            &siem.exclude_types,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(format!(
+        "reached for {} ({}): {} in the last {} s",
+        tenant.name,
+        tenant.id,
+        match (page.items.len(), page.has_more) {
+            (0, _) => "no item".to_string(),
+            (_, true) => "items".to_string(),
+            (_, false) => "one item".to_string(),
+        },
+        siem.lookback_secs
+    ))
 }
 
 fn tenants_line(

@@ -77,6 +77,27 @@ pub enum Fetched {
     },
 }
 
+/// Where a SIEM API page starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SiemStart<'a> {
+    /// After the items a cursor (a previous page's `next_cursor`) passed.
+    Cursor(&'a str),
+    /// At this time (Unix seconds): the first run, at most 24 hours back.
+    FromDate(i64),
+}
+
+/// One page of a SIEM API stream.
+#[derive(Debug, Deserialize)]
+pub struct SiemPage {
+    /// The items, as the API wrote them.
+    pub items: Vec<Box<RawValue>>,
+    /// True when another page is ready now.
+    #[serde(default)]
+    pub has_more: bool,
+    /// Where the next page starts (every answer has one, the API says).
+    pub next_cursor: Option<String>,
+}
+
 /// A token and when it was obtained.
 #[derive(Clone)]
 struct Token {
@@ -240,6 +261,10 @@ impl Client {
             "query_run"
         } else if url.contains("/queries/runs/") {
             "query_status"
+        } else if url.ends_with("/siem/v1/alerts") {
+            "siem_alerts"
+        } else if url.ends_with("/siem/v1/events") {
+            "siem_events"
         } else {
             "other"
         }
@@ -690,6 +715,42 @@ impl Client {
         Err(CollectError::Protocol(format!(
             "{results}: still a nextKey after {MAX_PAGES} pages"
         )))
+    }
+}
+
+impl Client {
+    /// One page of a tenant's SIEM API stream (`alerts` or `events`):
+    /// `GET {apiHost}/siem/v1/{stream}` with `X-Tenant-ID`, `limit` and the cursor or
+    /// `from_date`; `exclude_types` when some are given.
+    pub async fn siem_page(
+        &self,
+        tenant: &Tenant,
+        stream: &str,
+        start: SiemStart<'_>,
+        limit: u32,
+        exclude_types: &[String],
+    ) -> Result<SiemPage, CollectError> {
+        let url = format!("{}/siem/v1/{stream}", tenant.api_host);
+        let headers = [("X-Tenant-ID", tenant.id.as_str())];
+        let mut query = vec![("limit", limit.to_string())];
+        match start {
+            SiemStart::Cursor(c) => query.push(("cursor", c.to_string())),
+            SiemStart::FromDate(secs) => query.push(("from_date", secs.to_string())),
+        }
+        if !exclude_types.is_empty() {
+            query.push(("exclude_types", exclude_types.join(",")));
+        }
+        let bytes = self
+            .request(Method::Get, &url, &headers, &query, None)
+            .await?;
+        let page: SiemPage = serde_json::from_slice(&bytes)
+            .map_err(|e| CollectError::Protocol(format!("{url}: {e}")))?;
+        if page.has_more && page.next_cursor.is_none() {
+            return Err(CollectError::Protocol(format!(
+                "{url}: has_more without a next_cursor"
+            )));
+        }
+        Ok(page)
     }
 }
 

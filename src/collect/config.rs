@@ -87,7 +87,53 @@ pub struct ConfigFile {
     /// The service endpoint (metrics and health).
     #[serde(default)]
     pub service: ServiceSection,
+    /// The SIEM API streams (alerts, events): off unless listed.
+    #[serde(default)]
+    pub siem: SiemSection,
 }
+
+/// `[siem]`: Sophos Central's SIEM API streams, collected for each tenant beside the
+/// Data Lake detections, into the same outputs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SiemSection {
+    /// The streams: `"alerts"` and/or `"events"` (none by default).
+    pub streams: Vec<String>,
+    /// How far back a stream's first run starts, seconds (default 24 h less a minute,
+    /// the most the API accepts with a minute for clock skew; lower is allowed).
+    pub lookback_secs: u64,
+    /// How far back the API serves, seconds (24 h): a cursor older than this is
+    /// restarted by the API, and the time before is reported as a gap. Change it only
+    /// for a test API.
+    pub api_reach_secs: u64,
+    /// Items per page (`limit`, 1 to 1,000; default 1,000, the fewest calls).
+    pub limit: u32,
+    /// Pages one stream reads per pass, at most: a tenant's outbreak does not hold up
+    /// the other tenants; the next pass goes on from its cursor.
+    pub max_pages: u32,
+    /// Event types the events stream leaves out (`exclude_types`), e.g.
+    /// `["Event::Endpoint::UpdateSuccess"]`.
+    pub exclude_types: Vec<String>,
+}
+
+impl Default for SiemSection {
+    fn default() -> Self {
+        SiemSection {
+            streams: Vec::new(),
+            lookback_secs: SIEM_REACH_SECS - 60,
+            api_reach_secs: SIEM_REACH_SECS,
+            limit: 1_000,
+            max_pages: 100,
+            exclude_types: Vec::new(),
+        }
+    }
+}
+
+/// How far back the SIEM API serves: 24 hours.
+pub const SIEM_REACH_SECS: u64 = 86_400;
+
+/// The SIEM API streams `[siem] streams` may list.
+pub const SIEM_STREAMS: &[&str] = &["alerts", "events"];
 
 /// `[service]`: the HTTP endpoint with `/metrics`, `/healthz` and `/readyz`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -366,6 +412,20 @@ impl CollectConfig {
             ));
         }
         check_outputs(&mut file)?;
+        let mut streams = std::collections::HashSet::new();
+        for stream in &file.siem.streams {
+            if !SIEM_STREAMS.contains(&stream.as_str()) {
+                return Err(CollectError::Config(format!(
+                    "siem.streams: {stream:?} is not one of {}",
+                    SIEM_STREAMS.join(", ")
+                )));
+            }
+            if !streams.insert(stream) {
+                return Err(CollectError::Config(format!(
+                    "siem.streams lists {stream:?} twice"
+                )));
+            }
+        }
         if crate::mapping::Profile::by_name(&file.profile).is_none() {
             return Err(CollectError::Config(format!(
                 "unknown profile {:?}",
@@ -377,6 +437,20 @@ impl CollectConfig {
             secret: Secret::new(secret),
             warnings,
         })
+    }
+
+    /// The profiles of the SIEM streams listed in `[siem] streams`, in that order.
+    pub fn siem_profiles(&self) -> Vec<crate::mapping::Profile> {
+        self.file
+            .siem
+            .streams
+            .iter()
+            .filter_map(|s| match s.as_str() {
+                "alerts" => Some(crate::mapping::Profile::siem_alert()),
+                "events" => Some(crate::mapping::Profile::siem_event()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The SQL with its threshold filled in.
@@ -479,6 +553,9 @@ impl CollectConfig {
                 crate::url::refuse_plain_http(url, o.allow_http, "the index URL (output.url)")
                     .map_err(CollectError::Config)?;
                 let mut es = EsConfig::from_url(url, profile).map_err(CollectError::Config)?;
+                // The index takes the SIEM streams' documents too: its template types
+                // their fields.
+                es.also = self.siem_profiles();
                 let env =
                     |var: &Option<String>, what: &str| -> Result<Option<String>, CollectError> {
                         var.as_ref()
@@ -776,6 +853,25 @@ fn check_bounds(file: &ConfigFile) -> Result<(), String> {
         ("query.page_size".into(), q.page_size.into(), 1, 2_000),
         ("query.interval_secs".into(), q.interval_secs, 1, DAY),
         ("limits.concurrency".into(), l.concurrency as u64, 1, 256),
+        (
+            "siem.api_reach_secs".into(),
+            file.siem.api_reach_secs,
+            2,
+            SIEM_REACH_SECS,
+        ),
+        (
+            "siem.lookback_secs".into(),
+            file.siem.lookback_secs,
+            1,
+            file.siem.api_reach_secs.saturating_sub(1).max(1),
+        ),
+        ("siem.limit".into(), file.siem.limit.into(), 1, 1_000),
+        (
+            "siem.max_pages".into(),
+            file.siem.max_pages.into(),
+            1,
+            10_000,
+        ),
         (
             "limits.per_second".into(),
             l.per_second.into(),

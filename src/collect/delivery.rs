@@ -85,7 +85,25 @@ pub(super) fn repair_pending(state: &State, outputs: &mut [Output]) -> Result<()
 }
 
 impl Collector {
-    /// Delivers one window's rows (off the async workers: file sync and HTTP block),
+    /// Runs a delivery off the async workers (file syncs and HTTP block): on the
+    /// blocking pool for a current-thread runtime, which cannot lend its one thread (the
+    /// runtime — the /healthz server, timers, the other tenants — goes on meanwhile);
+    /// in place on a multi-threaded one, which hands this worker's other tasks to the
+    /// others. Either way the delivery finishes even when a stop is asked for meanwhile.
+    pub(super) async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce() -> Result<T, CollectError> + Send + 'static,
+    ) -> Result<T, CollectError> {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        match Handle::current().runtime_flavor() {
+            RuntimeFlavor::CurrentThread => tokio::task::spawn_blocking(work)
+                .await
+                .map_err(|e| CollectError::State(format!("the delivery task failed: {e}")))?,
+            _ => tokio::task::block_in_place(work),
+        }
+    }
+
+    /// Delivers one window's rows (off the async workers, see [`Collector::blocking`]),
     /// and logs it.
     pub(super) async fn deliver_window(
         self: &Arc<Self>,
@@ -95,22 +113,11 @@ impl Collector {
         rows: Vec<Box<RawValue>>,
         progress: Progress,
     ) -> Result<PassSummary, CollectError> {
-        use tokio::runtime::{Handle, RuntimeFlavor};
-        let s = match Handle::current().runtime_flavor() {
-            // A current-thread runtime cannot lend its one thread to a blocking
-            // delivery: it runs on the blocking pool, and the runtime (the /healthz
-            // server, timers, the other tenants) goes on meanwhile.
-            RuntimeFlavor::CurrentThread => {
-                let me = Arc::clone(self);
-                let tenant = tenant.clone();
-                tokio::task::spawn_blocking(move || me.deliver(&tenant, lane, &rows, to, progress))
-                    .await
-                    .map_err(|e| CollectError::State(format!("the delivery task failed: {e}")))?
-            }
-            // A multi-threaded one hands this worker's other tasks to the others: the
-            // delivery finishes even when a stop is asked for meanwhile.
-            _ => tokio::task::block_in_place(|| self.deliver(tenant, lane, &rows, to, progress)),
-        }?;
+        let me = Arc::clone(self);
+        let owned = tenant.clone();
+        let s = self
+            .blocking(move || me.deliver(&owned, lane, &rows, to, progress))
+            .await?;
         tracing::info!(tenant = %tenant.id, lane = lane.name(), from = %from, to = %to, rows = s.rows, duplicates = s.duplicates, delivered = s.counts.normalized, rejected = s.counts.rejected, warnings = s.counts.warnings.total(), "window delivered");
         Ok(s)
     }

@@ -35,6 +35,15 @@ pub struct OutputLabel {
     pub output: String,
 }
 
+/// The labels of a tenant's SIEM API stream.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StreamLabels {
+    /// The tenant's id.
+    pub tenant: String,
+    /// `alerts` or `events`.
+    pub stream: String,
+}
+
 /// The labels of an API request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ApiLabels {
@@ -91,7 +100,15 @@ pub struct Metrics {
     pub output_dead_letter: Family<OutputLabel, Counter>,
     /// How long each output took to acknowledge a window's documents.
     pub output_batch_seconds: Family<OutputLabel, Histogram, fn() -> Histogram>,
+    /// SIEM items delivered to every output, per tenant and stream.
+    pub siem_delivered: Family<StreamLabels, Counter>,
+    /// SIEM items dropped as already delivered, per tenant and stream.
+    pub siem_duplicate: Family<StreamLabels, Counter>,
+    /// Seconds of a SIEM stream that could not be read (beyond the API's reach).
+    pub siem_gap_seconds: Family<StreamLabels, Counter>,
     tenants: std::sync::Arc<Mutex<HashMap<String, TenantTimes>>>,
+    /// Per (tenant, stream), when it was last drained (ms).
+    streams: std::sync::Arc<Mutex<HashMap<(String, String), i64>>>,
     readiness: Mutex<Readiness>,
     /// The delivery under way: its output, when it started, and how long it may take.
     delivering: Mutex<Option<(String, std::time::Instant, Duration)>>,
@@ -112,7 +129,12 @@ impl Metrics {
     /// Every metric, registered, at zero; not ready until a token was obtained.
     pub fn new() -> Metrics {
         let tenants = std::sync::Arc::new(Mutex::new(HashMap::new()));
+        let streams = std::sync::Arc::new(Mutex::new(HashMap::new()));
         let mut m = Metrics {
+            siem_delivered: Family::default(),
+            siem_duplicate: Family::default(),
+            siem_gap_seconds: Family::default(),
+            streams: std::sync::Arc::clone(&streams),
             rows_delivered: Family::default(),
             rows_duplicate: Family::default(),
             rows_rejected: Family::default(),
@@ -187,7 +209,28 @@ impl Metrics {
             "Seconds each output took to acknowledge one window's documents",
             m.output_batch_seconds.clone(),
         );
+        let stream_families: [(&str, &str, &Family<StreamLabels, Counter>); 3] = [
+            (
+                "sophos_tac_siem_items_delivered",
+                "SIEM API items delivered to every output, since the state directory was created",
+                &m.siem_delivered,
+            ),
+            (
+                "sophos_tac_siem_items_duplicate",
+                "SIEM API items dropped as already delivered, since the state directory was created",
+                &m.siem_duplicate,
+            ),
+            (
+                "sophos_tac_siem_gap_seconds",
+                "Seconds of a SIEM API stream that could not be read: the stream was not drained for longer than the API's 24-hour reach",
+                &m.siem_gap_seconds,
+            ),
+        ];
+        for (name, help, family) in stream_families {
+            registry.register(name, help, family.clone());
+        }
         registry.register_collector(Box::new(TenantGauges(tenants)));
+        registry.register_collector(Box::new(StreamGauges(streams)));
         #[cfg(target_os = "linux")]
         registry.register_collector(Box::new(ProcessMetrics));
         m.registry = registry;
@@ -220,6 +263,51 @@ impl Metrics {
                 last_success_ms: t.last_run_ms,
             },
         );
+    }
+
+    /// Starts a stream's series from the state: its totals so far and when it was drained.
+    pub fn restore_stream(&self, s: &super::state::StreamStatus) {
+        let label = StreamLabels {
+            tenant: s.tenant.clone(),
+            stream: s.stream.clone(),
+        };
+        self.siem_delivered
+            .get_or_create(&label)
+            .inc_by(s.delivered.max(0) as u64);
+        self.siem_duplicate
+            .get_or_create(&label)
+            .inc_by(s.duplicates.max(0) as u64);
+        self.siem_gap_seconds
+            .get_or_create(&label)
+            .inc_by(s.gap_secs.max(0) as u64);
+        if let Some(drained) = s.drained_ms {
+            self.stream_drained(&s.tenant, &s.stream, drained);
+        }
+    }
+
+    /// Counts one committed page of a tenant's stream.
+    pub fn stream_page(&self, tenant_id: &str, stream: &str, delivered: u64, duplicates: u64) {
+        let label = StreamLabels {
+            tenant: tenant_id.to_string(),
+            stream: stream.to_string(),
+        };
+        self.siem_delivered.get_or_create(&label).inc_by(delivered);
+        self.siem_duplicate.get_or_create(&label).inc_by(duplicates);
+        let _created = self.siem_gap_seconds.get_or_create(&label);
+    }
+
+    /// Counts a gap of a tenant's stream.
+    pub fn stream_gap(&self, tenant_id: &str, stream: &str, secs: u64) {
+        let label = StreamLabels {
+            tenant: tenant_id.to_string(),
+            stream: stream.to_string(),
+        };
+        self.siem_gap_seconds.get_or_create(&label).inc_by(secs);
+    }
+
+    /// When a tenant's stream was last drained (the API had no more pages ready).
+    pub fn stream_drained(&self, tenant_id: &str, stream: &str, drained_ms: i64) {
+        lock(&self.streams).insert((tenant_id.to_string(), stream.to_string()), drained_ms);
     }
 
     /// Creates a tenant's counters at zero (those it does not have yet), so that they
@@ -401,6 +489,31 @@ impl Collector for TenantGauges {
                     ConstGauge::new(v).encode(metric.encode_family(&label)?)?;
                 }
             }
+        }
+        Ok(())
+    }
+}
+
+/// `sophos_tac_siem_lag_seconds`, computed at each scrape.
+#[derive(Debug)]
+struct StreamGauges(std::sync::Arc<Mutex<HashMap<(String, String), i64>>>);
+
+impl Collector for StreamGauges {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut streams: Vec<((String, String), i64)> =
+            lock(&self.0).iter().map(|(k, v)| (k.clone(), *v)).collect();
+        streams.sort();
+        let now = jiff::Timestamp::now().as_millisecond();
+        let mut metric = encoder.encode_descriptor(
+            "sophos_tac_siem_lag_seconds",
+            "Now minus when the tenant's SIEM stream was last drained: how far behind it is",
+            None,
+            MetricType::Gauge,
+        )?;
+        for ((tenant, stream), drained) in streams {
+            let label = StreamLabels { tenant, stream };
+            ConstGauge::new((now - drained) as f64 / 1000.0)
+                .encode(metric.encode_family(&label)?)?;
         }
         Ok(())
     }

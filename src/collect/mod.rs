@@ -30,6 +30,7 @@ pub mod metrics;
 mod schedule;
 pub mod service;
 pub mod state;
+pub mod streams;
 mod window;
 
 use std::collections::HashMap;
@@ -114,6 +115,13 @@ pub struct PassSummary {
     pub sweeps_finished: usize,
     /// Tenants whose sweep is behind: it has been due for longer than `late_sweep_secs`.
     pub sweeps_behind: usize,
+    /// SIEM API items received (their documents are in `counts`, their duplicates in
+    /// `duplicates`).
+    pub items: u64,
+    /// Seconds of SIEM streams that could not be read (beyond the API's reach).
+    pub gap_secs: u64,
+    /// SIEM streams whose collection failed (retried next pass).
+    pub streams_failed: usize,
 }
 
 impl PassSummary {
@@ -124,6 +132,9 @@ impl PassSummary {
         self.late += o.late;
         self.sweeps_finished += o.sweeps_finished;
         self.sweeps_behind += o.sweeps_behind;
+        self.items += o.items;
+        self.gap_secs += o.gap_secs;
+        self.streams_failed += o.streams_failed;
     }
 }
 
@@ -153,6 +164,8 @@ pub struct Collector {
     outputs: Mutex<Vec<Output>>,
     rejects: Mutex<std::fs::File>,
     normalizer: Normalizer,
+    /// The SIEM API streams `[siem] streams` lists, each with its normalizer.
+    siem: Vec<streams::StreamLane>,
     metrics: Arc<Metrics>,
     /// Per tenant, the widest window its recent results allow (learned; starts wide).
     spans: Mutex<HashMap<String, Sizing>>,
@@ -184,6 +197,9 @@ impl Collector {
         for t in state.status()? {
             metrics.restore_tenant(&t);
         }
+        for s in state.streams()? {
+            metrics.restore_stream(&s);
+        }
         for o in &outputs {
             metrics.register_output(&o.name);
         }
@@ -194,6 +210,7 @@ impl Collector {
         Ok(Collector {
             client: Client::new(&config, Arc::clone(&metrics))?,
             normalizer: Normalizer::new(profile),
+            siem: streams::lanes(&config.file.siem.streams),
             state: Mutex::new(state),
             outputs: Mutex::new(outputs),
             rejects: Mutex::new(rejects),
@@ -311,6 +328,9 @@ impl Collector {
                 warnings = summary.counts.warnings.total(),
                 sweeps_finished = summary.sweeps_finished,
                 sweeps_behind = summary.sweeps_behind,
+                items = summary.items,
+                gap_secs = summary.gap_secs,
+                streams_failed = summary.streams_failed,
                 "pass done"
             );
             if once || self.stopping() {
@@ -331,6 +351,13 @@ impl Collector {
     /// Every tenant's status from the state database.
     pub fn status(state_dir: &std::path::Path) -> Result<Vec<state::TenantStatus>, CollectError> {
         State::open(state_dir)?.status()
+    }
+
+    /// Every tenant's SIEM streams from the state database.
+    pub fn stream_status(
+        state_dir: &std::path::Path,
+    ) -> Result<Vec<state::StreamStatus>, CollectError> {
+        State::open(state_dir)?.streams()
     }
 }
 

@@ -20,9 +20,16 @@ impl Collector {
         sweep_deadline: Option<Instant>,
     ) -> PassSummary {
         let mut summary = PassSummary::default();
+        // A tenant's live lane, then its SIEM streams (whose failures are their own:
+        // they do not fail the tenant's Data Lake lane).
         let live = self
             .each_tenant(tenants.to_vec(), |me, tenant| async move {
-                me.live(&tenant).await
+                let live = me.live(&tenant).await;
+                let streams = me.streams(&tenant).await;
+                live.map(|mut s| {
+                    s.add(&streams);
+                    s
+                })
             })
             .await;
         let mut healthy = Vec::new();

@@ -7,7 +7,11 @@
 //! - `seen`: the keys of delivered rows (`record_identifier`, or a hash of the row) with
 //!   the row's `calendar_time`, kept while any window could still return the row;
 //! - `outbox`: at most one delivery in progress, with the sink's mark, so that a crash
-//!   between a delivery and its commit is repaired on restart.
+//!   between a delivery and its commit is repaired on restart;
+//! - `streams`: per tenant and SIEM API stream (`alerts`, `events`), the cursor, how far
+//!   the stream was drained, counts, and the gaps the API's 24-hour reach left;
+//! - `siem_seen`: the ids of the SIEM items delivered, per tenant and stream, kept while
+//!   the API can serve the item again.
 //!
 //! A lock file (`state_dir/lock`, held by [`lock_dir`]) keeps two collectors from
 //! sharing one state directory.
@@ -100,6 +104,68 @@ pub enum Progress {
         /// The window's end.
         cursor_ms: i64,
     },
+}
+
+/// A tenant's SIEM API stream, as recorded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamStatus {
+    /// Tenant id.
+    pub tenant: String,
+    /// `alerts` or `events`.
+    pub stream: String,
+    /// The API's `next_cursor` after the last committed page.
+    pub cursor: Option<String>,
+    /// When the last page that said `has_more: false` was asked for (ms): everything
+    /// the API had by then is delivered.
+    pub drained_ms: Option<i64>,
+    /// When it was last collected (ms).
+    pub last_run_ms: Option<i64>,
+    /// The last error, if the last run failed.
+    pub last_error: Option<String>,
+    /// Items delivered so far.
+    pub delivered: i64,
+    /// Items dropped as already delivered so far.
+    pub duplicates: i64,
+    /// Seconds that could not be read, in total: time the stream was not drained for
+    /// longer than the API's reach.
+    pub gap_secs: i64,
+    /// The last gap: its seconds, and when it was found (ms).
+    pub last_gap: Option<(i64, i64)>,
+}
+
+/// One committed page of a SIEM stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamPage<'a> {
+    /// `alerts` or `events`.
+    pub stream: &'a str,
+    /// The new cursor.
+    pub cursor: Option<&'a str>,
+    /// When the page was asked for (ms).
+    pub asked_ms: i64,
+    /// Whether the API said more pages are ready.
+    pub has_more: bool,
+    /// Items delivered.
+    pub delivered: u64,
+    /// Items dropped as already delivered.
+    pub duplicates: u64,
+}
+
+const STREAM_COLUMNS: &str = "tenant, stream, cursor, drained_ms, last_run_ms, last_error, delivered, duplicates, gap_secs, last_gap_secs, last_gap_ms";
+
+fn stream_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StreamStatus> {
+    let last_gap: (Option<i64>, Option<i64>) = (r.get(9)?, r.get(10)?);
+    Ok(StreamStatus {
+        tenant: r.get(0)?,
+        stream: r.get(1)?,
+        cursor: r.get(2)?,
+        drained_ms: r.get(3)?,
+        last_run_ms: r.get(4)?,
+        last_error: r.get(5)?,
+        delivered: r.get(6)?,
+        duplicates: r.get(7)?,
+        gap_secs: r.get(8)?,
+        last_gap: last_gap.0.zip(last_gap.1),
+    })
 }
 
 fn db_err(e: rusqlite::Error) -> CollectError {
@@ -208,7 +274,15 @@ impl State {
                  tenant TEXT NOT NULL, key TEXT NOT NULL, until_ms INTEGER NOT NULL,
                  PRIMARY KEY (tenant, key)) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS outbox (
-                 id INTEGER PRIMARY KEY, tenant TEXT NOT NULL, mark TEXT NOT NULL);",
+                 id INTEGER PRIMARY KEY, tenant TEXT NOT NULL, mark TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS streams (
+                 tenant TEXT NOT NULL, stream TEXT NOT NULL, cursor TEXT, drained_ms INTEGER,
+                 last_run_ms INTEGER, last_error TEXT, delivered INTEGER NOT NULL DEFAULT 0,
+                 duplicates INTEGER NOT NULL DEFAULT 0, gap_secs INTEGER NOT NULL DEFAULT 0,
+                 last_gap_secs INTEGER, last_gap_ms INTEGER, PRIMARY KEY (tenant, stream));
+             CREATE TABLE IF NOT EXISTS siem_seen (
+                 tenant TEXT NOT NULL, stream TEXT NOT NULL, key TEXT NOT NULL,
+                 until_ms INTEGER NOT NULL, PRIMARY KEY (tenant, stream, key)) WITHOUT ROWID;",
         )
         .map_err(db_err)?;
         for (table, column, definition) in ADDED_COLUMNS {
@@ -469,6 +543,165 @@ impl State {
             .map_err(db_err)?;
         let rows = stmt.query_map([], tenant_row).map_err(db_err)?;
         rows.collect::<Result<_, _>>().map_err(db_err)
+    }
+}
+
+/// The SIEM API streams.
+impl State {
+    /// A tenant's stream, if it was collected before.
+    pub fn stream(&self, tenant: &str, stream: &str) -> Result<Option<StreamStatus>, CollectError> {
+        self.db
+            .query_row(
+                &format!("SELECT {STREAM_COLUMNS} FROM streams WHERE tenant = ?1 AND stream = ?2"),
+                params![tenant, stream],
+                stream_row,
+            )
+            .optional()
+            .map_err(db_err)
+    }
+
+    /// Every stream of every tenant, by tenant and stream.
+    pub fn streams(&self) -> Result<Vec<StreamStatus>, CollectError> {
+        let mut stmt = self
+            .db
+            .prepare(&format!(
+                "SELECT {STREAM_COLUMNS} FROM streams ORDER BY tenant, stream"
+            ))
+            .map_err(db_err)?;
+        let rows = stmt.query_map([], stream_row).map_err(db_err)?;
+        rows.collect::<Result<_, _>>().map_err(db_err)
+    }
+
+    /// True when the item's key was delivered before for this tenant and stream.
+    pub fn item_seen(&self, tenant: &str, stream: &str, key: &str) -> Result<bool, CollectError> {
+        self.db
+            .query_row(
+                "SELECT 1 FROM siem_seen WHERE tenant = ?1 AND stream = ?2 AND key = ?3",
+                params![tenant, stream, key],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|r| r.is_some())
+            .map_err(db_err)
+    }
+
+    /// Records a gap of `secs` seconds found at `now_ms`, and that the stream is read
+    /// from `from_ms` on (so that the same gap is not reported twice).
+    pub fn record_gap(
+        &self,
+        tenant: &str,
+        stream: &str,
+        secs: i64,
+        now_ms: i64,
+        from_ms: i64,
+    ) -> Result<(), CollectError> {
+        self.db
+            .execute(
+                "INSERT INTO streams (tenant, stream, gap_secs, last_gap_secs, last_gap_ms, drained_ms) \
+                 VALUES (?1, ?2, ?3, ?3, ?4, ?5) ON CONFLICT(tenant, stream) DO UPDATE SET \
+                 gap_secs = gap_secs + ?3, last_gap_secs = ?3, last_gap_ms = ?4, drained_ms = ?5",
+                params![tenant, stream, secs, now_ms, from_ms],
+            )
+            .map(|_| ())
+            .map_err(db_err)
+    }
+
+    /// After every output acknowledged a page's items: in one transaction, remembers
+    /// their keys until `until_ms`, moves the cursor (and how far the stream is drained,
+    /// when the API said no more pages are ready; `start_ms` until the first time),
+    /// counts the items, and forgets the outbox entries (one per output).
+    pub fn commit_page(
+        &mut self,
+        outbox: &[i64],
+        tenant: &str,
+        page: &StreamPage<'_>,
+        keys: &[String],
+        until_ms: i64,
+        start_ms: i64,
+    ) -> Result<(), CollectError> {
+        let tx = self.db.transaction().map_err(db_err)?;
+        {
+            let mut insert = tx
+                .prepare(
+                    "INSERT OR REPLACE INTO siem_seen (tenant, stream, key, until_ms) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(db_err)?;
+            for key in keys {
+                insert
+                    .execute(params![tenant, page.stream, key, until_ms])
+                    .map_err(db_err)?;
+            }
+        }
+        let drained = if page.has_more {
+            None
+        } else {
+            Some(page.asked_ms)
+        };
+        tx.execute(
+            "INSERT INTO streams (tenant, stream, cursor, drained_ms, last_run_ms, delivered, duplicates) \
+             VALUES (?1, ?2, ?3, COALESCE(?4, ?5), ?6, ?7, ?8) ON CONFLICT(tenant, stream) DO UPDATE SET \
+             cursor = COALESCE(?3, cursor), drained_ms = COALESCE(?4, drained_ms, ?5), last_run_ms = ?6, \
+             last_error = NULL, delivered = delivered + ?7, duplicates = duplicates + ?8",
+            params![
+                tenant,
+                page.stream,
+                page.cursor,
+                drained,
+                start_ms,
+                jiff::Timestamp::now().as_millisecond(),
+                page.delivered as i64,
+                page.duplicates as i64
+            ],
+        )
+        .map_err(db_err)?;
+        for id in outbox {
+            tx.execute("DELETE FROM outbox WHERE id = ?1", params![id])
+                .map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)
+    }
+
+    /// Forgets the item keys kept until before `now_ms`; returns how many went.
+    pub fn prune_items(
+        &self,
+        tenant: &str,
+        stream: &str,
+        now_ms: i64,
+    ) -> Result<usize, CollectError> {
+        self.db
+            .execute(
+                "DELETE FROM siem_seen WHERE tenant = ?1 AND stream = ?2 AND until_ms < ?3",
+                params![tenant, stream, now_ms],
+            )
+            .map_err(db_err)
+    }
+
+    /// How many item keys the tenant's stream holds.
+    pub fn item_key_count(&self, tenant: &str, stream: &str) -> Result<i64, CollectError> {
+        self.db
+            .query_row(
+                "SELECT COUNT(*) FROM siem_seen WHERE tenant = ?1 AND stream = ?2",
+                params![tenant, stream],
+                |r| r.get(0),
+            )
+            .map_err(db_err)
+    }
+
+    /// Records a failed run of a tenant's stream.
+    pub fn record_stream_error(
+        &self,
+        tenant: &str,
+        stream: &str,
+        error: &str,
+    ) -> Result<(), CollectError> {
+        self.db
+            .execute(
+                "INSERT INTO streams (tenant, stream, last_error, last_run_ms) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT(tenant, stream) DO UPDATE SET last_error = ?3, last_run_ms = ?4",
+                params![tenant, stream, error, jiff::Timestamp::now().as_millisecond()],
+            )
+            .map(|_| ())
+            .map_err(db_err)
     }
 }
 

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::catalogue::{TemplateOptions, index_template};
+use crate::catalogue::{TemplateOptions, index_template_of};
 use crate::error::Error;
 use crate::mapping::Profile;
 use crate::sinks::{DeadLetter, MAX_BACKOFF, Sink, Timeouts};
@@ -64,6 +64,9 @@ pub struct EsConfig {
     pub install_template: Option<TemplateOptions>,
     /// The profile (for the template).
     pub profile: Profile,
+    /// Other profiles whose documents the index takes too (the SIEM streams of
+    /// `collect`): the template types their fields as well.
+    pub also: Vec<Profile>,
 }
 
 impl EsConfig {
@@ -100,6 +103,7 @@ impl EsConfig {
             dead_letter: PathBuf::from("sophos-tac-dead-letter.ndjson"),
             install_template: None,
             profile,
+            also: Vec::new(),
         })
     }
 }
@@ -305,7 +309,10 @@ impl EsSink {
     }
 
     fn install_template(&mut self, options: &TemplateOptions) -> Result<(), Error> {
-        let template = index_template(&self.cfg.profile, options);
+        let profiles: Vec<Profile> = std::iter::once(self.cfg.profile.clone())
+            .chain(self.cfg.also.iter().cloned())
+            .collect();
+        let template = index_template_of(&profiles, options);
         let url = format!("{}/_index_template/{}", self.cfg.url, self.cfg.index);
         let body = template.to_string();
         let mut attempt = 0;

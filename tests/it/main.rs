@@ -21,5 +21,6 @@ mod sekoia_coverage;
 mod sekoia_rows;
 mod service;
 mod siem;
+mod siem_collect;
 mod sink_contract;
 mod syslog;

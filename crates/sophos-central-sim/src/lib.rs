@@ -12,6 +12,24 @@
 //!   `pending` → `started` → `finished` (`result`: `succeeded`, or `failed` for
 //!   `--failing-tenant`), and `GET …/runs/{id}/results?pageSize=&pageFromKey=`.
 //!
+//! - `GET /siem/v1/alerts` and `GET /siem/v1/events` (`X-Tenant-ID`), the SIEM API:
+//!   `limit` (200 by default, 1 to 1,000, anything else 400), `cursor` (opaque, from a
+//!   previous answer's `next_cursor`), `from_date` (Unix seconds; older than
+//!   `--siem-reach-secs` is 400, as the real API refuses one older than 24 h) and
+//!   `exclude_types` (comma-separated types); every answer has `items`, `has_more` and
+//!   `next_cursor`, empty pages included.
+//!
+//! SIEM items: per tenant, `--siem-items` events, every fourth of them with an alert of
+//! the same id (an alert and its event share it). They become visible (servable) at times
+//! spread from `--siem-past-secs` ago to `--siem-future-secs` ahead; a `--siem-late-fraction`
+//! of them become visible up to `--siem-late-secs` after their `created_at`. A cursor is
+//! a position in the order items became visible, so an item that becomes visible late is
+//! still served after it; `from_date` starts at the first item visible at or after it. A
+//! cursor issued longer than `--siem-reach-secs` ago is not an error: it is restarted at
+//! the oldest time the API serves, and what became visible before that is silently gone, as
+//! Sophos documents. A `--siem-repeat-fraction` of pages begin with the previous page's last
+//! item again (an item served twice across pages).
+//!
 //! Rows are generated per tenant, reaching the Data Lake at times spread from
 //! `--past-secs` ago to `--future-secs` ahead (so new rows keep arriving). Most rows
 //! arrive at their `calendar_time`; a `--late-fraction` of them arrive later than it,
@@ -28,6 +46,7 @@
 //! (401), and `--api-refuses-tokens` answers 401 to every token it issued.
 //!
 //! Test hooks: `GET /_sim/rows` lists every row (as JSON text) the simulator holds;
+//! `GET /_sim/siem` lists every SIEM item (stream, tenant, id, when it becomes visible);
 //! `GET /_sim/stats` counts what it served, with the Data Lake calls (create, poll,
 //! results) per tenant in `xdr_calls`.
 
@@ -125,6 +144,27 @@ pub struct Args {
     /// Seed of the row generator and the fault injector.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// SIEM API events per tenant (every fourth also an alert, with the same id).
+    #[arg(long, default_value_t = 40)]
+    pub siem_items: usize,
+    /// Oldest SIEM item's visibility, seconds before start.
+    #[arg(long, default_value_t = 3600)]
+    pub siem_past_secs: i64,
+    /// Newest SIEM item's visibility, seconds after start (items keep arriving until then).
+    #[arg(long, default_value_t = 0)]
+    pub siem_future_secs: i64,
+    /// Fraction of SIEM items that become visible later than their `created_at`.
+    #[arg(long, default_value_t = 0.1)]
+    pub siem_late_fraction: f64,
+    /// The longest such delay, seconds.
+    #[arg(long, default_value_t = 600)]
+    pub siem_late_secs: i64,
+    /// How far back the SIEM API serves, seconds (the real one: 24 h).
+    #[arg(long, default_value_t = 86_400)]
+    pub siem_reach_secs: i64,
+    /// Fraction of SIEM pages that begin with the previous page's last item again.
+    #[arg(long, default_value_t = 0.1)]
+    pub siem_repeat_fraction: f64,
 }
 
 /// The seeded generator of rows and faults.
@@ -148,6 +188,17 @@ struct Row {
     text: String,
 }
 
+/// A SIEM API item, with when it becomes visible.
+struct Item {
+    visible_ms: i64,
+    id: String,
+    kind: String,
+    text: String,
+}
+
+/// The two SIEM streams.
+const STREAMS: [&str; 2] = ["alerts", "events"];
+
 struct Run {
     tenant: usize,
     polls: u32,
@@ -166,6 +217,11 @@ struct Sim {
     stats: HashMap<&'static str, u64>,
     /// Data Lake calls per tenant id.
     xdr_calls: HashMap<String, u64>,
+    /// SIEM items per stream (alerts, events), then per tenant, in the order they
+    /// become visible.
+    siem: [Vec<Vec<Item>>; 2],
+    /// SIEM API calls per tenant id.
+    siem_calls: HashMap<String, u64>,
     next_id: u64,
 }
 
@@ -262,6 +318,117 @@ fn generate(args: &Args, tenants: &[String], rng: &mut Rng) -> Vec<Vec<Row>> {
         .collect()
 }
 
+/// SIEM items per stream and tenant, sorted by the time they become visible.
+fn generate_siem(args: &Args, tenants: &[String], rng: &mut Rng) -> [Vec<Vec<Item>>; 2] {
+    let start = now_ms();
+    let hosts = ["FIN-WS-0142", "DC-PAR-02", "web-prod-03", "MKT-LT-0077"];
+    let mut alerts = Vec::new();
+    let mut events = Vec::new();
+    for (t, tenant) in tenants.iter().enumerate() {
+        let (mut a, mut e) = (Vec::new(), Vec::new());
+        for i in 0..args.siem_items {
+            let span = (args.siem_past_secs + args.siem_future_secs).max(1) * 1000;
+            let visible_ms = start - args.siem_past_secs * 1000 + rng.below(span as u64) as i64;
+            let created_ms = if rng.unit() < args.siem_late_fraction {
+                visible_ms - rng.below(args.siem_late_secs.max(1) as u64 * 1000) as i64
+            } else {
+                visible_ms - rng.below(3000) as i64
+            };
+            let when_ms = created_ms - rng.below(5000) as i64;
+            let id = format!("{:08x}-{:04x}-4000-8000-{:012x}", args.seed, t, i);
+            let host = hosts[rng.below(hosts.len() as u64) as usize];
+            let ip = format!("10.{t}.{}.{}", rng.below(255), 1 + rng.below(254));
+            let user = format!("CORP\\user{}", rng.below(50));
+            let endpoint = format!("endpoint-{t}-{}", rng.below(20));
+            let (kind, name, severity, group) = match i % 4 {
+                0 => (
+                    "Event::Endpoint::Threat::CleanedUp",
+                    format!(
+                        "Malware cleaned up: 'Troj/Agent-{i}' at 'C:\\Users\\Public\\x{i}.exe'"
+                    ),
+                    "medium",
+                    "MALWARE",
+                ),
+                1 => (
+                    "Event::Endpoint::UpdateSuccess",
+                    "Update succeeded".to_string(),
+                    "low",
+                    "UPDATING",
+                ),
+                2 => (
+                    "Event::Endpoint::WebControlViolation",
+                    format!("Website 'site{i}.example' blocked"),
+                    "low",
+                    "WEB",
+                ),
+                _ => (
+                    "Event::Endpoint::Threat::IpsInboundDetection",
+                    format!(
+                        "Malicious inbound network traffic blocked from remote computer at 203.0.113.{}",
+                        1 + i % 250
+                    ),
+                    "high",
+                    "RUNTIME_DETECTIONS",
+                ),
+            };
+            let event = json!({
+                "id": id, "type": kind, "name": name, "severity": severity, "group": group,
+                "when": iso(when_ms), "created_at": iso(created_ms), "customer_id": tenant,
+                "endpoint_id": endpoint, "endpoint_type": "computer", "location": host,
+                "source": user, "source_info": { "ip": ip },
+            });
+            e.push(Item {
+                visible_ms,
+                id: id.clone(),
+                kind: kind.to_string(),
+                text: event.to_string(),
+            });
+            if i % 4 == 0 {
+                let alert = json!({
+                    "id": id, "event_service_event_id": id, "type": kind, "description": name,
+                    "severity": severity, "when": iso(when_ms), "created_at": iso(created_ms),
+                    "customer_id": tenant, "location": host, "source": user,
+                    "threat": format!("Troj/Agent-{i}"), "threat_cleanable": true,
+                    "data": { "endpoint_id": endpoint, "endpoint_platform": "windows", "endpoint_type": "computer",
+                              "source_info": { "ip": ip }, "created_at": created_ms, "inserted_at": created_ms },
+                });
+                a.push(Item {
+                    visible_ms,
+                    id,
+                    kind: kind.to_string(),
+                    text: alert.to_string(),
+                });
+            }
+        }
+        a.sort_by_key(|x| x.visible_ms);
+        e.sort_by_key(|x| x.visible_ms);
+        alerts.push(a);
+        events.push(e);
+    }
+    [alerts, events]
+}
+
+/// A cursor: when it was issued and how many items of the stream it has passed.
+fn encode_cursor(issued_ms: i64, position: usize) -> String {
+    format!("V2_CURSOR|{issued_ms}|{position}")
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn decode_cursor(cursor: &str) -> Option<(i64, usize)> {
+    let bytes: Option<Vec<u8>> = (0..cursor.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(cursor.get(i..i + 2)?, 16).ok())
+        .collect();
+    let text = String::from_utf8(bytes?).ok()?;
+    let mut parts = text.split('|');
+    (parts.next()? == "V2_CURSOR").then_some(())?;
+    let issued = parts.next()?.parse().ok()?;
+    let position = parts.next()?.parse().ok()?;
+    Some((issued, position))
+}
+
 /// Serves the simulator on `listener` until `stop` completes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -280,7 +447,10 @@ pub async fn serve(
         .map(|i| format!("{:08x}-0000-4000-8000-{:012x}", args.seed, i))
         .collect();
     let rows = generate(&args, &tenants, &mut rng);
+    let siem = generate_siem(&args, &tenants, &mut rng);
     let sim = Sim {
+        siem,
+        siem_calls: HashMap::new(),
         args,
         base,
         tenants,
@@ -300,7 +470,9 @@ pub async fn serve(
         .route("/xdr-query/v1/queries/runs", post(create_run))
         .route("/xdr-query/v1/queries/runs/{id}", get(run_status))
         .route("/xdr-query/v1/queries/runs/{id}/results", get(run_results))
+        .route("/siem/v1/{stream}", get(siem_page))
         .route("/_sim/rows", get(all_rows))
+        .route("/_sim/siem", get(all_siem))
         .route("/_sim/stats", get(stats))
         .with_state(Arc::new(Mutex::new(sim)));
     axum::serve(listener, app)
@@ -685,5 +857,115 @@ async fn stats(State(state): State<Shared>) -> Response {
     let s = state.lock().expect("sim state");
     let mut stats = json!(s.stats);
     stats["xdr_calls"] = json!(s.xdr_calls);
+    stats["siem_calls"] = json!(s.siem_calls);
     Json(stats).into_response()
+}
+
+#[derive(Deserialize)]
+struct SiemQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+    from_date: Option<String>,
+    exclude_types: Option<String>,
+}
+
+async fn siem_page(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(stream): Path<String>,
+    Query(q): Query<SiemQuery>,
+) -> Response {
+    let tenant_id = headers
+        .get("x-tenant-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_string();
+    if let Ok(mut s) = state.lock() {
+        *s.siem_calls.entry(tenant_id).or_default() += 1;
+    }
+    if let Err(r) = gate(&state, &headers).await {
+        return r;
+    }
+    let mut s = state.lock().expect("sim state");
+    let Some(which) = STREAMS.iter().position(|x| *x == stream) else {
+        return error(StatusCode::NOT_FOUND, "no such stream");
+    };
+    let Some(tenant) = tenant_index(&s, &headers) else {
+        // The SIEM API answers a missing or wrong X-Tenant-ID with 401.
+        return error(StatusCode::UNAUTHORIZED, "missing or unknown X-Tenant-ID");
+    };
+    let limit = match q.limit.as_deref().map(str::parse::<usize>) {
+        None => 200,
+        Some(Ok(n @ 1..=1000)) => n,
+        Some(_) => return error(StatusCode::BAD_REQUEST, "limit must be 1 to 1000"),
+    };
+    let now = now_ms();
+    let reach_start = now - s.args.siem_reach_secs * 1000;
+    let items = &s.siem[which][tenant];
+    let first_visible_from = |from_ms: i64| items.partition_point(|i| i.visible_ms < from_ms);
+    let mut start = match (&q.cursor, &q.from_date) {
+        (Some(cursor), _) => match decode_cursor(cursor) {
+            // A stale cursor is restarted at the oldest time served, without a word.
+            Some((issued, _)) if issued < reach_start => first_visible_from(reach_start),
+            Some((_, position)) => position.min(items.len()),
+            None => return error(StatusCode::BAD_REQUEST, "bad cursor"),
+        },
+        (None, Some(from)) => match from.parse::<i64>() {
+            Ok(secs) if secs * 1000 < reach_start => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "from_date must be within the last 24 hours",
+                );
+            }
+            Ok(secs) => first_visible_from(secs * 1000),
+            Err(_) => return error(StatusCode::BAD_REQUEST, "from_date must be Unix seconds"),
+        },
+        (None, None) => first_visible_from(reach_start),
+    };
+    let excluded: Vec<&str> = q
+        .exclude_types
+        .as_deref()
+        .map(|t| t.split(',').collect())
+        .unwrap_or_default();
+    let visible = items.partition_point(|i| i.visible_ms <= now);
+    // Sometimes the page begins with the last item of the page before it again.
+    let repeat = start > 0 && start <= visible && q.cursor.is_some() && {
+        let r = s.args.siem_repeat_fraction;
+        s.rng.unit() < r
+    };
+    let items = &s.siem[which][tenant];
+    let mut page: Vec<Value> = Vec::new();
+    if repeat {
+        page.push(serde_json::from_str(&items[start - 1].text).unwrap_or(Value::Null));
+    }
+    while start < visible && page.len() < limit {
+        let item = &items[start];
+        if !excluded.contains(&item.kind.as_str()) {
+            page.push(serde_json::from_str(&item.text).unwrap_or(Value::Null));
+        }
+        start += 1;
+    }
+    let has_more = start < visible;
+    *s.stats.entry("siem_pages").or_default() += 1;
+    Json(json!({ "items": page, "has_more": has_more, "next_cursor": encode_cursor(now, start) }))
+        .into_response()
+}
+
+async fn all_siem(State(state): State<Shared>) -> Response {
+    let s = state.lock().expect("sim state");
+    let mut out = json!({});
+    for (which, stream) in STREAMS.iter().enumerate() {
+        let items: Vec<Value> = s.siem[which]
+            .iter()
+            .enumerate()
+            .flat_map(|(t, items)| {
+                let tenant = s.tenants[t].clone();
+                items.iter().map(
+                    move |i| json!({ "tenant": tenant, "id": i.id, "visible_ms": i.visible_ms }),
+                )
+            })
+            .collect();
+        out[*stream] = json!(items);
+    }
+    Json(out).into_response()
 }

@@ -128,6 +128,45 @@ fn status(config: &CollectConfig) -> anyhow::Result<u8> {
             t.last_error.as_deref().unwrap_or("-")
         );
     }
+    let streams = Collector::stream_status(&config.file.state_dir)?;
+    if !streams.is_empty() {
+        println!();
+        println!(
+            "{:<38} {:<8} {:<26} {:>10} {:>10} {:>10}  {:<40}  last error",
+            "tenant",
+            "stream",
+            "drained",
+            "lag (s)",
+            "delivered",
+            "duplicates",
+            "gaps (beyond the API's reach)"
+        );
+        for s in streams {
+            let lag = s
+                .drained_ms
+                .map_or("-".to_string(), |d| ((now - d) / 1000).to_string());
+            let gaps = match s.last_gap {
+                None => "none".to_string(),
+                Some((secs, at)) => format!(
+                    "{} in all; last {} at {}",
+                    human(s.gap_secs),
+                    human(secs),
+                    show(Some(at))
+                ),
+            };
+            println!(
+                "{:<38} {:<8} {:<26} {:>10} {:>10} {:>10}  {:<40}  {}",
+                s.tenant,
+                s.stream,
+                show(s.drained_ms),
+                lag,
+                s.delivered,
+                s.duplicates,
+                gaps,
+                s.last_error.as_deref().unwrap_or("-")
+            );
+        }
+    }
     Ok(EXIT_OK)
 }
 

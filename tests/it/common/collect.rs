@@ -65,6 +65,38 @@ impl Sim {
         m
     }
 
+    /// Every SIEM API item the simulator holds, as `alert:{tenant}:{id}` or
+    /// `event:{tenant}:{id}` (its document id), counted; with `until_ms`, only those
+    /// visible by then.
+    pub fn items(&self, visible: impl Fn(i64) -> bool) -> BTreeMap<String, usize> {
+        let all = self.get("/_sim/siem");
+        let mut m = BTreeMap::new();
+        for (stream, kind) in [("alerts", "alert"), ("events", "event")] {
+            for i in all[stream].as_array().unwrap() {
+                if visible(i["visible_ms"].as_i64().unwrap()) {
+                    let key = format!(
+                        "{kind}:{}:{}",
+                        i["tenant"].as_str().unwrap(),
+                        i["id"].as_str().unwrap()
+                    );
+                    *m.entry(key).or_default() += 1;
+                }
+            }
+        }
+        m
+    }
+
+    /// When the last SIEM item becomes visible (ms since the epoch).
+    pub fn last_item_visible_ms(&self) -> i64 {
+        let all = self.get("/_sim/siem");
+        ["alerts", "events"]
+            .iter()
+            .flat_map(|s| all[*s].as_array().unwrap().iter())
+            .filter_map(|i| i["visible_ms"].as_i64())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// When the last row becomes visible (ms since the epoch).
     pub fn last_visible_ms(&self) -> i64 {
         self.get("/_sim/rows")["last_visible_ms"].as_i64().unwrap()
@@ -215,18 +247,51 @@ path = "{out}"
             .unwrap_or_else(|| panic!("no late column in {st}"))
     }
 
-    /// The `message` of every delivered document (every output file), counted.
-    pub fn delivered(&self) -> BTreeMap<String, usize> {
-        let mut m = BTreeMap::new();
+    /// Every document of every output file.
+    fn documents(&self) -> Vec<Value> {
+        let mut docs = Vec::new();
         let out = self.dir.path().join("out");
         for e in std::fs::read_dir(out).into_iter().flatten() {
             let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
             for line in text.lines() {
-                let doc: Value =
-                    serde_json::from_str(line).expect("every output line is a whole document");
-                *m.entry(doc["message"].as_str().unwrap().to_string())
-                    .or_default() += 1;
+                docs.push(
+                    serde_json::from_str(line).expect("every output line is a whole document"),
+                );
             }
+        }
+        docs
+    }
+
+    /// The `message` of every delivered Data Lake document (every output file), counted.
+    pub fn delivered(&self) -> BTreeMap<String, usize> {
+        let mut m = BTreeMap::new();
+        for doc in self.documents() {
+            if doc["event"]["dataset"].is_string() {
+                continue; // a SIEM API item's, see `delivered_items`
+            }
+            *m.entry(doc["message"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+        m
+    }
+
+    /// Every delivered SIEM API item (every output file) as `{alert|event}:{tenant}:{id}`,
+    /// counted.
+    pub fn delivered_items(&self) -> BTreeMap<String, usize> {
+        let mut m = BTreeMap::new();
+        for doc in self.documents() {
+            let Some(kind) = doc["event"]["dataset"]
+                .as_str()
+                .and_then(|d| d.strip_prefix("sophos_central."))
+            else {
+                continue;
+            };
+            let key = format!(
+                "{kind}:{}:{}",
+                doc["organization"]["id"].as_str().unwrap(),
+                doc["event"]["id"].as_str().unwrap()
+            );
+            *m.entry(key).or_default() += 1;
         }
         m
     }
@@ -271,6 +336,42 @@ pub fn assert_exactly_once(sim: &Sim, setup: &Setup) {
         got.values().sum::<usize>(),
         expected.values().sum::<usize>()
     );
+}
+
+/// Every item the simulator serves, in the output files, exactly once.
+pub fn assert_items_exactly_once(sim: &Sim, setup: &Setup) {
+    let expected = sim.items(|_| true);
+    let got = setup.delivered_items();
+    let missing: Vec<_> = expected
+        .keys()
+        .filter(|k| !got.contains_key(*k))
+        .take(3)
+        .collect();
+    let doubled: Vec<_> = got.iter().filter(|(_, n)| **n > 1).take(3).collect();
+    let extra: Vec<_> = got
+        .keys()
+        .filter(|k| !expected.contains_key(*k))
+        .take(3)
+        .collect();
+    assert!(
+        missing.is_empty() && doubled.is_empty() && extra.is_empty(),
+        "items: missing {missing:?}, doubled {doubled:?}, unexpected {extra:?} (of {})",
+        expected.len()
+    );
+}
+
+/// Waits until the simulator's last SIEM item has arrived, plus half a second (two
+/// minutes at most).
+pub fn wait_for_every_item(sim: &Sim) {
+    let until = sim.last_item_visible_ms() + 500;
+    let bound = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while jiff::Timestamp::now().as_millisecond() < until {
+        assert!(
+            std::time::Instant::now() < bound,
+            "the simulator's items did not all arrive within 2 minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 pub fn assert_no_secret(setup: &Setup, logs: &str) {

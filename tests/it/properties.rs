@@ -85,8 +85,86 @@ fn any_row() -> impl Strategy<Value = Value> {
     })
 }
 
+/// The keys the SIEM profiles read, top level and nested (`data.*`, `ips_threat_data.*`,
+/// `amsi_threat_data.*`…).
+const SIEM_KEYS: &[&str] = &[
+    "id",
+    "when",
+    "created_at",
+    "severity",
+    "source",
+    "type",
+    "location",
+    "customer_id",
+    "threat",
+    "threat_cleanable",
+    "appCerts",
+    "source_info",
+    "endpoint_id",
+];
+const SIEM_NESTED: &[(&str, &str)] = &[
+    ("data", "endpoint_platform"),
+    ("data", "created_at"),
+    ("data", "hmpa_exploit"),
+    ("data", "ips_threat"),
+    ("data", "core_remedy_items"),
+    ("data", "threat_id"),
+    ("data", "certificates"),
+    ("data", "source_info"),
+    ("ips_threat_data", "rawData"),
+    ("ips_threat_data", "remotePort"),
+    ("ips_threat_data", "remoteIp"),
+    ("amsi_threat_data", "processId"),
+    ("amsi_threat_data", "processName"),
+    ("core_remedy_items", "items"),
+];
+
+/// A SIEM API item with random values under the keys the SIEM profiles read, at the top
+/// and one level down (where a nested value may itself be anything).
+fn any_item() -> impl Strategy<Value = Value> {
+    let top = prop::collection::vec((prop::sample::select(SIEM_KEYS), any_value()), 0..10);
+    let nested = prop::collection::vec((prop::sample::select(SIEM_NESTED), any_value()), 0..10);
+    (top, nested).prop_map(|(top, nested)| {
+        let mut item = serde_json::Map::new();
+        for (k, v) in top {
+            item.insert(k.to_string(), v);
+        }
+        for ((outer, inner), v) in nested {
+            let slot = item.entry(outer.to_string()).or_insert_with(|| json!({}));
+            if !slot.is_object() {
+                *slot = json!({});
+            }
+            slot[inner] = v;
+        }
+        Value::Object(item)
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_bytes_never_panic_a_siem_profile(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        check_line(&Normalizer::new(Profile::siem_alert()), &bytes);
+        check_line(&Normalizer::new(Profile::siem_event()), &bytes);
+    }
+
+    #[test]
+    fn every_siem_item_normalizes_to_one_document_of_its_stream(item in any_item()) {
+        let line = item.to_string();
+        for (profile, kind) in [(Profile::siem_alert(), "alert"), (Profile::siem_event(), "event")] {
+            let n = Normalizer::new(profile);
+            // A top-level `message` holding an object makes the line an envelope: not an item.
+            prop_assume!(item.get("message").is_none());
+            let mut out = Vec::new();
+            let mut w = n.new_warnings();
+            prop_assert_eq!(n.normalize_line(line.as_bytes(), &mut out, &mut w), LineOutcome::Normalized);
+            let doc: Value = serde_json::from_slice(&out).unwrap();
+            prop_assert_eq!(&doc["event"]["kind"], kind);
+            // the item is kept whole, whatever its values
+            prop_assert_eq!(doc["event"]["original"].as_str(), Some(line.as_str()));
+        }
+    }
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {

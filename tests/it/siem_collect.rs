@@ -312,3 +312,40 @@ fn an_outage_beyond_the_api_s_reach_is_reported_with_its_size_and_nothing_servab
         lost.len()
     );
 }
+
+/// A tenant whose SIEM calls are refused (403: Partner Assistance off): its streams are
+/// recorded as failing in `--status`, `--once` exits 3, and its Data Lake rows and the
+/// other tenants' items are all delivered.
+#[test]
+fn a_refused_tenant_s_streams_fail_alone() {
+    let sim = Sim::start(&[
+        "--kind",
+        "partner",
+        "--tenants",
+        "3",
+        "--rows",
+        "30",
+        "--siem-items",
+        "20",
+        "--siem-failing-tenant",
+        "1",
+    ]);
+    let setup = Setup::new(&sim, SIEM);
+    let (code, log) = setup.once();
+    assert_eq!(code, 3, "{log}");
+    assert_exactly_once(&sim, &setup);
+    let refused = format!("{:08x}-0000-4000-8000-{:012x}", 1, 1);
+    let expected: std::collections::BTreeMap<String, usize> = sim
+        .items(|_| true)
+        .into_iter()
+        .filter(|(k, _)| !k.contains(&format!(":{refused}:")))
+        .collect();
+    assert_eq!(setup.delivered_items(), expected);
+    let status = setup.status();
+    let lines: Vec<&str> = status
+        .lines()
+        .filter(|l| l.starts_with(&refused) && (l.contains(" alerts ") || l.contains(" events ")))
+        .collect();
+    assert_eq!(lines.len(), 2, "{status}");
+    assert!(lines.iter().all(|l| l.contains("HTTP 403")), "{status}");
+}

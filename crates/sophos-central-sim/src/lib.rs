@@ -39,6 +39,9 @@
 //! have arrived and whose `calendar_time` is in it, as the Data Lake selects.
 //! `GET …/results?pageTotal=true` adds `pages.total` and `pages.items`.
 //!
+//! SIEM faults: `--siem-failing-tenant` answers that tenant's SIEM calls with 403 (and
+//! the faults below apply to SIEM calls too).
+//!
 //! Faults: `--throttle-rate` answers that fraction of API calls with 429 and
 //! `Retry-After`, `--fail-rate` with 500 or 503, `--drop-rate` closes the connection
 //! without an answer, `--slow-ms` delays every answer (tokens too), `--run-polls` makes query runs
@@ -165,6 +168,10 @@ pub struct Args {
     /// Fraction of SIEM pages that begin with the previous page's last item again.
     #[arg(long, default_value_t = 0.1)]
     pub siem_repeat_fraction: f64,
+    /// A tenant index (0-based) whose SIEM API calls are refused with 403, as Sophos
+    /// answers a tenant of another partner, or one with Partner Assistance off.
+    #[arg(long)]
+    pub siem_failing_tenant: Option<usize>,
 }
 
 /// The seeded generator of rows and faults.
@@ -894,6 +901,13 @@ async fn siem_page(
         // The SIEM API answers a missing or wrong X-Tenant-ID with 401.
         return error(StatusCode::UNAUTHORIZED, "missing or unknown X-Tenant-ID");
     };
+    if s.args.siem_failing_tenant == Some(tenant) {
+        *s.stats.entry("siem_403").or_default() += 1;
+        return error(
+            StatusCode::FORBIDDEN,
+            "Partner Assistance is off for this tenant",
+        );
+    }
     let limit = match q.limit.as_deref().map(str::parse::<usize>) {
         None => 200,
         Some(Ok(n @ 1..=1000)) => n,

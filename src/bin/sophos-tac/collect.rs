@@ -67,7 +67,8 @@ pub fn run(args: CollectArgs) -> anyhow::Result<u8> {
         signals.abort();
         watchdog.abort();
         let summary = summary?;
-        anyhow::Ok(if summary.tenants_failed > 0 {
+        // A failed SIEM stream counts as a failed tenant: retried next pass, and said.
+        anyhow::Ok(if summary.tenants_failed > 0 || summary.streams_failed > 0 {
             EXIT_TENANT_FAILED
         } else if summary.counts.rejected > 0 {
             EXIT_REJECTS

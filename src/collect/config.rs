@@ -1035,6 +1035,50 @@ mod tests {
     }
 
     #[test]
+    fn siem_streams_are_off_by_default_and_checked_when_listed() {
+        let out = "[output]\ntype = \"stdout\"\n";
+        let c = load(&format!("{BASE}{out}")).unwrap();
+        assert!(c.file.siem.streams.is_empty() && c.siem_profiles().is_empty());
+        assert_eq!(c.file.siem.lookback_secs, 86_340);
+        let c = load(&format!(
+            "{BASE}[siem]\nstreams = [\"events\", \"alerts\"]\n{out}"
+        ))
+        .unwrap();
+        let names: Vec<&str> = c.siem_profiles().iter().map(|p| p.name()).collect();
+        assert_eq!(names, ["siem-event", "siem-alert"]);
+        for (siem, error) in [
+            (
+                "streams = [\"audit\"]",
+                "siem.streams: \"audit\" is not one of alerts, events",
+            ),
+            (
+                "streams = [\"alerts\", \"alerts\"]",
+                "siem.streams lists \"alerts\" twice",
+            ),
+            (
+                "lookback_secs = 86400",
+                "siem.lookback_secs is 86400: it must be from 1 to 86399",
+            ),
+            (
+                "api_reach_secs = 90000",
+                "siem.api_reach_secs is 90000: it must be from 2 to 86400",
+            ),
+            (
+                "limit = 1001",
+                "siem.limit is 1001: it must be from 1 to 1000",
+            ),
+            (
+                "max_pages = 0",
+                "siem.max_pages is 0: it must be from 1 to 10000",
+            ),
+            ("stream = [\"alerts\"]", "unknown field `stream`"),
+        ] {
+            let err = load(&format!("{BASE}[siem]\n{siem}\n{out}")).unwrap_err();
+            assert!(err.contains(error), "{siem}: {err}");
+        }
+    }
+
+    #[test]
     fn a_toml_error_is_one_line_with_its_place() {
         let err = load("client_id = \"x\"\n").unwrap_err();
         assert!(!err.contains('\n'), "{err}");

@@ -710,6 +710,89 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_stream_keeps_its_cursor_its_keys_and_its_gaps() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::open(dir.path()).unwrap();
+        assert_eq!(s.stream("t1", "events").unwrap(), None);
+        let out = s.begin_delivery("t1", "file", "mark").unwrap();
+        let page = |cursor, asked_ms, has_more| StreamPage {
+            stream: "events",
+            cursor: Some(cursor),
+            asked_ms,
+            has_more,
+            delivered: 2,
+            duplicates: 1,
+        };
+        // a first page with more to come: not drained yet, drained from the first start
+        s.commit_page(
+            &[out],
+            "t1",
+            &page("c1", 1_000, true),
+            &["k1".into(), "k2".into()],
+            90_000,
+            500,
+        )
+        .unwrap();
+        assert!(s.pending().unwrap().is_empty(), "the outbox entry is gone");
+        let st = s.stream("t1", "events").unwrap().unwrap();
+        assert_eq!(
+            (
+                st.cursor.as_deref(),
+                st.drained_ms,
+                st.delivered,
+                st.duplicates
+            ),
+            (Some("c1"), Some(500), 2, 1)
+        );
+        assert!(s.item_seen("t1", "events", "k1").unwrap());
+        assert!(!s.item_seen("t1", "alerts", "k1").unwrap(), "per stream");
+        assert!(!s.item_seen("t2", "events", "k1").unwrap(), "per tenant");
+        // the last page: drained when it was asked for
+        s.commit_page(
+            &[],
+            "t1",
+            &page("c2", 2_000, false),
+            &["k3".into()],
+            95_000,
+            500,
+        )
+        .unwrap();
+        let st = s.stream("t1", "events").unwrap().unwrap();
+        assert_eq!(
+            (st.cursor.as_deref(), st.drained_ms, st.delivered),
+            (Some("c2"), Some(2_000), 4)
+        );
+        // a gap, twice: summed, the last one kept, and read on from its end
+        s.record_gap("t1", "events", 30, 100_000, 70_000).unwrap();
+        s.record_gap("t1", "events", 12, 200_000, 180_000).unwrap();
+        let st = s.stream("t1", "events").unwrap().unwrap();
+        assert_eq!(
+            (st.gap_secs, st.last_gap, st.drained_ms),
+            (42, Some((12, 200_000)), Some(180_000))
+        );
+        // errors, then keys past their time are forgotten
+        s.record_stream_error("t1", "alerts", "HTTP 403").unwrap();
+        assert_eq!(s.streams().unwrap().len(), 2);
+        assert_eq!(s.prune_items("t1", "events", 92_000).unwrap(), 2);
+        assert_eq!(s.item_key_count("t1", "events").unwrap(), 1);
+        // it all survives a reopen
+        drop(s);
+        let s = State::open(dir.path()).unwrap();
+        assert_eq!(
+            s.stream("t1", "events").unwrap().unwrap().cursor.as_deref(),
+            Some("c2")
+        );
+        assert_eq!(
+            s.stream("t1", "alerts")
+                .unwrap()
+                .unwrap()
+                .last_error
+                .as_deref(),
+            Some("HTTP 403")
+        );
+    }
+
+    #[test]
     fn checkpoint_keys_and_outbox() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = State::open(dir.path()).unwrap();

@@ -130,7 +130,7 @@ fn every_command_of_the_readme_and_the_guide_runs() {
         );
         // The tour's counts, not only its status: every row once, the index holds six.
         let numbers: Vec<&str> = stdout.lines().map(str::trim).collect();
-        if block.text.contains("uniq -d") {
+        if block.text.contains("uniq -d") && block.text.contains("examples/collect-demo.toml") {
             assert_eq!(
                 numbers[numbers.len() - 3..],
                 ["0", "1500", "1500"],
@@ -150,6 +150,25 @@ fn every_command_of_the_readme_and_the_guide_runs() {
                 "{stdout}"
             );
             assert_eq!(numbers.last(), Some(&"200"), "{stdout}\n{stderr}");
+        }
+        if block.text.contains("collect-siem-demo") {
+            // every detection, alert and event once, through the kill
+            let counts: Vec<(&str, &str)> = numbers
+                .iter()
+                .filter_map(|l| l.split_once(' '))
+                .filter(|(n, _)| n.parse::<u32>().is_ok())
+                .collect();
+            for (n, what) in [
+                ("100", "data lake"),
+                ("20", "sophos_central.alert"),
+                ("80", "sophos_central.event"),
+            ] {
+                assert!(
+                    counts.contains(&(n, what)),
+                    "{n} {what}?\n{stdout}\n{stderr}"
+                );
+            }
+            assert!(numbers.contains(&"0"), "{stdout}");
         }
         if block.text.contains("group=demo") {
             assert_eq!(numbers.last(), Some(&"6"), "{stdout}\n{stderr}");

@@ -314,12 +314,55 @@ impl Normalizer {
         warnings: &mut Warnings,
     ) {
         let mut values: Vec<Option<Value>> = Vec::with_capacity(self.steps.len());
-        let mut categories: Option<Categories> = None;
+        let mut scratch = Scratch::default();
         for (i, step) in self.steps.iter().enumerate() {
-            let v = eval(step, i, row, &original, &values, &mut categories, warnings);
+            let v = eval(step, i, row, &original, &values, &mut scratch, warnings);
             values.push(v);
         }
         self.layout.write(&values, out);
+    }
+}
+
+/// What the rules of one row compute once and share: its categorization, and the
+/// nested objects they read, parsed once each (a SIEM alert's `data` feeds some 80
+/// fields).
+#[derive(Default)]
+struct Scratch {
+    categories: Option<Categories>,
+    /// Per key slot: `None` not parsed yet, `Some(None)` not an object.
+    trees: Vec<Option<Option<serde_json::Value>>>,
+}
+
+impl Scratch {
+    /// The JSON text at `path` inside the row's value `raw` of key `slot` (an object,
+    /// or a JSON string holding one); the value's own text for an empty path.
+    fn nested(&mut self, slot: usize, raw: &str, path: &[&str]) -> Option<String> {
+        if path.is_empty() {
+            return Some(raw.to_owned());
+        }
+        if self.trees.len() <= slot {
+            self.trees.resize(slot + 1, None);
+        }
+        let tree = self.trees[slot]
+            .get_or_insert_with(|| parse_tree(raw))
+            .as_ref()?;
+        let leaf = path
+            .iter()
+            .try_fold(tree, |v, k| match (v, k.parse::<usize>()) {
+                (serde_json::Value::Array(items), Ok(i)) => items.get(i),
+                _ => v.get(k),
+            })?;
+        Some(leaf.to_string())
+    }
+}
+
+/// The value at `slot` read by [`Scratch::nested`]: an object, or a JSON string holding
+/// one, parsed.
+fn parse_tree(raw: &str) -> Option<serde_json::Value> {
+    match raw.as_bytes().first()? {
+        b'{' => serde_json::from_str(raw).ok(),
+        b'"' => serde_json::from_str(&value::unquote(raw)?).ok(),
+        _ => None,
     }
 }
 
@@ -330,7 +373,7 @@ fn eval<'a>(
     row: &Object<'a>,
     original: &Value<'a>,
     values: &[Option<Value<'a>>],
-    categories: &mut Option<Categories>,
+    scratch: &mut Scratch,
     warnings: &mut Warnings,
 ) -> Option<Value<'a>> {
     let raw = |slot: usize| row.slots[slot].map(RawValue::get);
@@ -363,17 +406,11 @@ fn eval<'a>(
             found
         }
         Step::Nested(slot, path, convert) => {
-            let leaf = raw(*slot).and_then(|r| nested(r, path));
+            let leaf = raw(*slot).and_then(|r| scratch.nested(*slot, r, path));
             owned_converted(leaf.as_deref(), *convert, i, warnings)
         }
         Step::Labelled(slot, path, label, convert) => {
-            let text = raw(*slot).and_then(|r| {
-                if path.is_empty() {
-                    Some(r.to_owned())
-                } else {
-                    nested(r, path)
-                }
-            });
+            let text = raw(*slot).and_then(|r| scratch.nested(*slot, r, path));
             let text = text.as_deref().and_then(value::text);
             let line = text.as_deref().and_then(|t| siem::labelled(t, label));
             let literal = line.map(|l| serde_json::Value::String(l.to_owned()).to_string());
@@ -382,13 +419,7 @@ fn eval<'a>(
         Step::Either(gate, then, otherwise) => {
             let holds = match gate {
                 CompiledGate::Present(slot, path) => raw(*slot)
-                    .and_then(|r| {
-                        if path.is_empty() {
-                            Some(r.to_owned())
-                        } else {
-                            nested(r, path)
-                        }
-                    })
+                    .and_then(|r| scratch.nested(*slot, r, path))
                     .is_some_and(|leaf| value::text(&leaf).is_some_and(|t| t != "[]" && t != "{}")),
                 CompiledGate::Contains(slots, word) => slots.iter().any(|&slot| {
                     raw(slot).and_then(value::text).is_some_and(|t| {
@@ -397,14 +428,14 @@ fn eval<'a>(
                 }),
             };
             let chosen = if holds { then } else { otherwise };
-            eval(chosen, i, row, original, values, categories, warnings)
+            eval(chosen, i, row, original, values, scratch, warnings)
         }
         Step::Related(fields) => related(fields.iter().filter_map(|&f| values[f].as_ref())),
         Step::ConstantWhen(field, c) => values[*field]
             .as_ref()
             .map(|_| Value::Str(Cow::Borrowed(*c))),
         Step::Categorize(keys, which) => {
-            let c = categories.get_or_insert_with(|| {
+            let c = scratch.categories.get_or_insert_with(|| {
                 categorize::categorize(|k| {
                     keys.iter()
                         .find(|(name, _)| *name == k)
@@ -475,23 +506,6 @@ fn related<'v, 'a: 'v>(values: impl Iterator<Item = &'v Value<'a>>) -> Option<Va
         }
     }
     (!out.is_empty()).then_some(Value::List(out))
-}
-
-/// The JSON text of the value at `path` inside `raw` (an object, or a JSON string
-/// holding one).
-fn nested(raw: &str, path: &[&str]) -> Option<String> {
-    let root: serde_json::Value = match raw.as_bytes().first()? {
-        b'{' => serde_json::from_str(raw).ok()?,
-        b'"' => serde_json::from_str(&value::unquote(raw)?).ok()?,
-        _ => return None,
-    };
-    let leaf = path
-        .iter()
-        .try_fold(&root, |v, k| match (v, k.parse::<usize>()) {
-            (serde_json::Value::Array(items), Ok(i)) => items.get(i),
-            _ => v.get(k),
-        })?;
-    Some(leaf.to_string())
 }
 
 /// Converts one raw value (see [`Converted`]).
@@ -580,12 +594,14 @@ fn convert_value(raw: Option<&str>, convert: Convert) -> Converted<'_> {
             let list = siem::snake_case_objects(json).ok_or(None)?;
             (list != "[]").then_some(Value::Raw(Cow::Owned(list)))
         }
+        // An object or list field never takes a scalar (an index would refuse the
+        // document): that is left out with a warning.
         Convert::Json => match raw.as_bytes().first() {
             Some(b'[' | b'{') => {
                 let compact = value::compact(raw);
                 (compact != "[]" && compact != "{}").then_some(Value::Raw(Cow::Owned(compact)))
             }
-            _ => Some(Value::Str(text)),
+            _ => return Err(None),
         },
         Convert::Severity => Some(Value::Long(siem::severity(&text).ok_or(None)?)),
         Convert::TechniqueIds

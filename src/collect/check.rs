@@ -123,7 +123,12 @@ async fn siem_stream(
             stream,
             crate::collect::client::SiemStart::FromDate(from),
             1,
-            &siem.exclude_types,
+            if stream == "events" {
+                &siem.exclude_types
+            } else {
+                &[]
+            },
+            siem.offset_minutes,
         )
         .await
         .map_err(|e| e.to_string())?;

@@ -721,7 +721,7 @@ impl Client {
 impl Client {
     /// One page of a tenant's SIEM API stream (`alerts` or `events`):
     /// `GET {apiHost}/siem/v1/{stream}` with `X-Tenant-ID`, `limit` and the cursor or
-    /// `from_date`; `exclude_types` when some are given.
+    /// `from_date`; `exclude_types` and `from_date_offset_minutes` when set.
     pub async fn siem_page(
         &self,
         tenant: &Tenant,
@@ -729,6 +729,7 @@ impl Client {
         start: SiemStart<'_>,
         limit: u32,
         exclude_types: &[String],
+        offset_minutes: u32,
     ) -> Result<SiemPage, CollectError> {
         let url = format!("{}/siem/v1/{stream}", tenant.api_host);
         let headers = [("X-Tenant-ID", tenant.id.as_str())];
@@ -740,11 +741,16 @@ impl Client {
         if !exclude_types.is_empty() {
             query.push(("exclude_types", exclude_types.join(",")));
         }
+        if offset_minutes > 0 {
+            query.push(("from_date_offset_minutes", offset_minutes.to_string()));
+        }
         let bytes = self
             .request(Method::Get, &url, &headers, &query, None)
             .await?;
-        let page: SiemPage = serde_json::from_slice(&bytes)
+        let mut page: SiemPage = serde_json::from_slice(&bytes)
             .map_err(|e| CollectError::Protocol(format!("{url}: {e}")))?;
+        // An empty cursor is no cursor.
+        page.next_cursor = page.next_cursor.filter(|c| !c.is_empty());
         if page.has_more && page.next_cursor.is_none() {
             return Err(CollectError::Protocol(format!(
                 "{url}: has_more without a next_cursor"

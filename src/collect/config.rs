@@ -114,6 +114,10 @@ pub struct SiemSection {
     /// Event types the events stream leaves out (`exclude_types`), e.g.
     /// `["Event::Endpoint::UpdateSuccess"]`.
     pub exclude_types: Vec<String>,
+    /// Minutes the API holds items back (`from_date_offset_minutes`, 0 to 1440; default
+    /// 0): Sophos's answer to endpoints whose clock runs ahead, whose items would
+    /// otherwise move the position past others not there yet.
+    pub offset_minutes: u32,
 }
 
 impl Default for SiemSection {
@@ -125,6 +129,7 @@ impl Default for SiemSection {
             limit: 1_000,
             max_pages: 100,
             exclude_types: Vec::new(),
+            offset_minutes: 0,
         }
     }
 }
@@ -425,6 +430,12 @@ impl CollectConfig {
                     "siem.streams lists {stream:?} twice"
                 )));
             }
+        }
+        if file.profile.starts_with("siem-") {
+            return Err(CollectError::Config(format!(
+                "profile {:?} is for SIEM API items: the Data Lake's rows take \"documented\" or \"extended\" (the [siem] streams use the SIEM profiles on their own)",
+                file.profile
+            )));
         }
         if crate::mapping::Profile::by_name(&file.profile).is_none() {
             return Err(CollectError::Config(format!(
@@ -873,6 +884,12 @@ fn check_bounds(file: &ConfigFile) -> Result<(), String> {
             10_000,
         ),
         (
+            "siem.offset_minutes".into(),
+            file.siem.offset_minutes.into(),
+            0,
+            1_440,
+        ),
+        (
             "limits.per_second".into(),
             l.per_second.into(),
             1,
@@ -1046,6 +1063,8 @@ mod tests {
         .unwrap();
         let names: Vec<&str> = c.siem_profiles().iter().map(|p| p.name()).collect();
         assert_eq!(names, ["siem-event", "siem-alert"]);
+        let err = load(&format!("profile = \"siem-alert\"\n{BASE}{out}")).unwrap_err();
+        assert!(err.contains("is for SIEM API items"), "{err}");
         for (siem, error) in [
             (
                 "streams = [\"audit\"]",
@@ -1072,6 +1091,10 @@ mod tests {
                 "siem.max_pages is 0: it must be from 1 to 10000",
             ),
             ("stream = [\"alerts\"]", "unknown field `stream`"),
+            (
+                "offset_minutes = 2000",
+                "siem.offset_minutes is 2000: it must be from 0 to 1440",
+            ),
         ] {
             let err = load(&format!("{BASE}[siem]\n{siem}\n{out}")).unwrap_err();
             assert!(err.contains(error), "{siem}: {err}");

@@ -107,7 +107,7 @@ pub struct Metrics {
     /// Seconds of a SIEM stream that could not be read (beyond the API's reach).
     pub siem_gap_seconds: Family<StreamLabels, Counter>,
     tenants: std::sync::Arc<Mutex<HashMap<String, TenantTimes>>>,
-    /// Per (tenant, stream), when it was last drained (ms).
+    /// Per (tenant, stream), how far it is read (ms).
     streams: std::sync::Arc<Mutex<HashMap<(String, String), i64>>>,
     readiness: Mutex<Readiness>,
     /// The delivery under way: its output, when it started, and how long it may take.
@@ -305,7 +305,7 @@ impl Metrics {
         self.siem_gap_seconds.get_or_create(&label).inc_by(secs);
     }
 
-    /// When a tenant's stream was last drained (the API had no more pages ready).
+    /// How far a tenant's stream is read (see [`StreamStatus::drained_ms`](super::state::StreamStatus::drained_ms)).
     pub fn stream_drained(&self, tenant_id: &str, stream: &str, drained_ms: i64) {
         lock(&self.streams).insert((tenant_id.to_string(), stream.to_string()), drained_ms);
     }
@@ -506,7 +506,7 @@ impl Collector for StreamGauges {
         let now = jiff::Timestamp::now().as_millisecond();
         let mut metric = encoder.encode_descriptor(
             "sophos_tac_siem_lag_seconds",
-            "Now minus when the tenant's SIEM stream was last drained: how far behind it is",
+            "Now minus how far the tenant's SIEM stream is read: how far behind it is",
             None,
             MetricType::Gauge,
         )?;

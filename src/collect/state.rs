@@ -115,8 +115,10 @@ pub struct StreamStatus {
     pub stream: String,
     /// The API's `next_cursor` after the last committed page.
     pub cursor: Option<String>,
-    /// When the last page that said `has_more: false` was asked for (ms): everything
-    /// the API had by then is delivered.
+    /// How far the stream is read (ms): when the last page that said `has_more: false`
+    /// was asked for (everything the API had by then is delivered), or, while pages are
+    /// still ready, the newest `created_at` delivered; where the first run started, until
+    /// its first page.
     pub drained_ms: Option<i64>,
     /// When it was last collected (ms).
     pub last_run_ms: Option<i64>,
@@ -144,6 +146,8 @@ pub struct StreamPage<'a> {
     pub asked_ms: i64,
     /// Whether the API said more pages are ready.
     pub has_more: bool,
+    /// The newest `created_at` of the page's items (none later than `asked_ms`).
+    pub read_ms: Option<i64>,
     /// Items delivered.
     pub delivered: u64,
     /// Items dropped as already delivered.
@@ -282,7 +286,8 @@ impl State {
                  last_gap_secs INTEGER, last_gap_ms INTEGER, PRIMARY KEY (tenant, stream));
              CREATE TABLE IF NOT EXISTS siem_seen (
                  tenant TEXT NOT NULL, stream TEXT NOT NULL, key TEXT NOT NULL,
-                 until_ms INTEGER NOT NULL, PRIMARY KEY (tenant, stream, key)) WITHOUT ROWID;",
+                 until_ms INTEGER NOT NULL, PRIMARY KEY (tenant, stream, key)) WITHOUT ROWID;
+             CREATE INDEX IF NOT EXISTS siem_seen_until ON siem_seen (until_ms);",
         )
         .map_err(db_err)?;
         for (table, column, definition) in ADDED_COLUMNS {
@@ -585,22 +590,42 @@ impl State {
             .map_err(db_err)
     }
 
-    /// Records a gap of `secs` seconds found at `now_ms`, and that the stream is read
-    /// from `from_ms` on (so that the same gap is not reported twice).
+    /// Where a stream's first run starts (`from_ms`), recorded before its first page so
+    /// that a crash or a failed first page does not move it.
+    pub fn begin_stream(
+        &self,
+        tenant: &str,
+        stream: &str,
+        from_ms: i64,
+    ) -> Result<(), CollectError> {
+        self.db
+            .execute(
+                "INSERT INTO streams (tenant, stream, drained_ms) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT(tenant, stream) DO UPDATE SET drained_ms = COALESCE(drained_ms, ?3)",
+                params![tenant, stream, from_ms],
+            )
+            .map(|_| ())
+            .map_err(db_err)
+    }
+
+    /// Records a gap of `secs` seconds found at `now_ms` (`last_secs` in this pass, this
+    /// one included), and that the stream is read from `from_ms` on (so that the same gap
+    /// is not reported twice).
     pub fn record_gap(
         &self,
         tenant: &str,
         stream: &str,
         secs: i64,
+        last_secs: i64,
         now_ms: i64,
         from_ms: i64,
     ) -> Result<(), CollectError> {
         self.db
             .execute(
                 "INSERT INTO streams (tenant, stream, gap_secs, last_gap_secs, last_gap_ms, drained_ms) \
-                 VALUES (?1, ?2, ?3, ?3, ?4, ?5) ON CONFLICT(tenant, stream) DO UPDATE SET \
-                 gap_secs = gap_secs + ?3, last_gap_secs = ?3, last_gap_ms = ?4, drained_ms = ?5",
-                params![tenant, stream, secs, now_ms, from_ms],
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(tenant, stream) DO UPDATE SET \
+                 gap_secs = gap_secs + ?3, last_gap_secs = ?4, last_gap_ms = ?5, drained_ms = ?6",
+                params![tenant, stream, secs, last_secs, now_ms, from_ms],
             )
             .map(|_| ())
             .map_err(db_err)
@@ -632,16 +657,16 @@ impl State {
                     .map_err(db_err)?;
             }
         }
-        let drained = if page.has_more {
-            None
-        } else {
-            Some(page.asked_ms)
-        };
+        // Drained: everything the API had when the page was asked for. Not yet: read
+        // up to the newest item delivered, if that is further.
+        let drained = (!page.has_more).then_some(page.asked_ms);
         tx.execute(
             "INSERT INTO streams (tenant, stream, cursor, drained_ms, last_run_ms, delivered, duplicates) \
-             VALUES (?1, ?2, ?3, COALESCE(?4, ?5), ?6, ?7, ?8) ON CONFLICT(tenant, stream) DO UPDATE SET \
-             cursor = COALESCE(?3, cursor), drained_ms = COALESCE(?4, drained_ms, ?5), last_run_ms = ?6, \
-             last_error = NULL, delivered = delivered + ?7, duplicates = duplicates + ?8",
+             VALUES (?1, ?2, ?3, COALESCE(?4, MAX(?5, COALESCE(?9, ?5))), ?6, ?7, ?8) \
+             ON CONFLICT(tenant, stream) DO UPDATE SET cursor = COALESCE(?3, cursor), \
+             drained_ms = COALESCE(?4, MAX(COALESCE(drained_ms, ?5), COALESCE(?9, drained_ms, ?5))), \
+             last_run_ms = ?6, last_error = NULL, delivered = delivered + ?7, \
+             duplicates = duplicates + ?8",
             params![
                 tenant,
                 page.stream,
@@ -650,7 +675,8 @@ impl State {
                 start_ms,
                 jiff::Timestamp::now().as_millisecond(),
                 page.delivered as i64,
-                page.duplicates as i64
+                page.duplicates as i64,
+                page.read_ms
             ],
         )
         .map_err(db_err)?;
@@ -661,18 +687,11 @@ impl State {
         tx.commit().map_err(db_err)
     }
 
-    /// Forgets the item keys kept until before `now_ms`; returns how many went.
-    pub fn prune_items(
-        &self,
-        tenant: &str,
-        stream: &str,
-        now_ms: i64,
-    ) -> Result<usize, CollectError> {
+    /// Forgets the item keys, of every tenant and stream (collected or not any more),
+    /// kept until before `now_ms`; returns how many went.
+    pub fn prune_all_items(&self, now_ms: i64) -> Result<usize, CollectError> {
         self.db
-            .execute(
-                "DELETE FROM siem_seen WHERE tenant = ?1 AND stream = ?2 AND until_ms < ?3",
-                params![tenant, stream, now_ms],
-            )
+            .execute("DELETE FROM siem_seen WHERE until_ms < ?1", params![now_ms])
             .map_err(db_err)
     }
 
@@ -715,22 +734,26 @@ mod tests {
         let mut s = State::open(dir.path()).unwrap();
         assert_eq!(s.stream("t1", "events").unwrap(), None);
         let out = s.begin_delivery("t1", "file", "mark").unwrap();
-        let page = |cursor, asked_ms, has_more| StreamPage {
+        let page = |cursor, asked_ms, has_more, read_ms| StreamPage {
             stream: "events",
             cursor: Some(cursor),
             asked_ms,
             has_more,
+            read_ms,
             delivered: 2,
             duplicates: 1,
         };
-        // a first page with more to come: not drained yet, drained from the first start
+        // the first start is kept before the first page, and stays
+        s.begin_stream("t1", "events", 500).unwrap();
+        s.begin_stream("t1", "events", 700).unwrap();
+        let keys = ["k1".to_string(), "k2".to_string()];
         s.commit_page(
             &[out],
             "t1",
-            &page("c1", 1_000, true),
-            &["k1".into(), "k2".into()],
+            &page("c1", 1_000, true, None),
+            &keys,
             90_000,
-            500,
+            600,
         )
         .unwrap();
         assert!(s.pending().unwrap().is_empty(), "the outbox entry is gone");
@@ -747,33 +770,52 @@ mod tests {
         assert!(s.item_seen("t1", "events", "k1").unwrap());
         assert!(!s.item_seen("t1", "alerts", "k1").unwrap(), "per stream");
         assert!(!s.item_seen("t2", "events", "k1").unwrap(), "per tenant");
-        // the last page: drained when it was asked for
+        // more pages: read up to their newest item
         s.commit_page(
             &[],
             "t1",
-            &page("c2", 2_000, false),
-            &["k3".into()],
+            &page("c1b", 1_500, true, Some(800)),
+            &[],
             95_000,
-            500,
+            600,
+        )
+        .unwrap();
+        assert_eq!(
+            s.stream("t1", "events").unwrap().unwrap().drained_ms,
+            Some(800)
+        );
+        // the last page: drained when it was asked for
+        let k3 = ["k3".to_string()];
+        s.commit_page(
+            &[],
+            "t1",
+            &page("c2", 2_000, false, Some(1_900)),
+            &k3,
+            95_000,
+            600,
         )
         .unwrap();
         let st = s.stream("t1", "events").unwrap().unwrap();
         assert_eq!(
             (st.cursor.as_deref(), st.drained_ms, st.delivered),
-            (Some("c2"), Some(2_000), 4)
+            (Some("c2"), Some(2_000), 6)
         );
-        // a gap, twice: summed, the last one kept, and read on from its end
-        s.record_gap("t1", "events", 30, 100_000, 70_000).unwrap();
-        s.record_gap("t1", "events", 12, 200_000, 180_000).unwrap();
+        // gaps: summed, the last one kept (a pass's whole), and read on from its end
+        s.record_gap("t1", "events", 30, 30, 100_000, 70_000)
+            .unwrap();
+        s.record_gap("t1", "events", 12, 12, 200_000, 180_000)
+            .unwrap();
+        s.record_gap("t1", "events", 1, 13, 200_000, 181_000)
+            .unwrap();
         let st = s.stream("t1", "events").unwrap().unwrap();
         assert_eq!(
             (st.gap_secs, st.last_gap, st.drained_ms),
-            (42, Some((12, 200_000)), Some(180_000))
+            (43, Some((13, 200_000)), Some(181_000))
         );
-        // errors, then keys past their time are forgotten
+        // errors, then keys past their time are forgotten, whatever their tenant
         s.record_stream_error("t1", "alerts", "HTTP 403").unwrap();
         assert_eq!(s.streams().unwrap().len(), 2);
-        assert_eq!(s.prune_items("t1", "events", 92_000).unwrap(), 2);
+        assert_eq!(s.prune_all_items(92_000).unwrap(), 2);
         assert_eq!(s.item_key_count("t1", "events").unwrap(), 1);
         // it all survives a reopen
         drop(s);

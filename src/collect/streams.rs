@@ -6,7 +6,7 @@
 //! - The first run starts at `from_date = now − lookback_secs` (24 h less a minute).
 //! - An item whose `(stream, id)` was delivered is dropped (an alert and its event share
 //!   an id); keys are kept for the API's reach and an hour more.
-//! - The API serves 24 h back: when a stream was last drained longer ago than that (an
+//! - The API serves 24 h back: when a stream was last read further back than that (an
 //!   outage), the time in between cannot be read any more. The gap is logged, counted in
 //!   `sophos_tac_siem_gap_seconds` and kept for `--status`, and the stream goes on from
 //!   the oldest time the API serves; nothing it can still serve is lost.
@@ -127,124 +127,173 @@ impl Collector {
         let name = stream.name();
         let reach_ms = cfg.api_reach_secs as i64 * 1000;
         let lookback_ms = cfg.lookback_secs as i64 * 1000;
+        // Only the events stream takes `exclude_types`.
+        let exclude: &[String] = match stream {
+            Stream::Events => &cfg.exclude_types,
+            Stream::Alerts => &[],
+        };
         let mut total = PassSummary::default();
         let now = Timestamp::now().as_millisecond();
         let status = {
             let state = lock(&self.state);
-            state.prune_items(&tenant.id, name, now)?;
+            state.prune_all_items(now)?;
             state.stream(&tenant.id, name)?
         };
         let mut cursor = status.as_ref().and_then(|s| s.cursor.clone());
-        let drained = status.as_ref().and_then(|s| s.drained_ms);
-        if cursor.is_some() {
+        let read = status.as_ref().and_then(|s| s.drained_ms);
+        // Gap seconds found in this pass, so that a second finding adds to the first.
+        let mut gap = 0;
+        // Where a stream without a cursor starts: `lookback_secs` back the first time,
+        // and then where that first run started (kept before its first page, so that a
+        // crash or a failed first page does not move it later and lose what was before),
+        // while the API still serves it.
+        let mut from_ms = now - lookback_ms;
+        match (&cursor, read) {
             // The API restarts a cursor older than its reach there, without a word.
-            total.gap_secs += self.gap(tenant, stream, drained, now, now - reach_ms)?;
+            (Some(_), _) => gap += self.gap(tenant, stream, read, now, now - reach_ms, gap)?,
+            (None, Some(start)) if start < now - reach_ms => {
+                gap += self.gap(tenant, stream, read, now, from_ms, gap)?;
+            }
+            (None, Some(start)) => from_ms = start,
+            (None, None) => lock(&self.state).begin_stream(&tenant.id, name, from_ms)?,
         }
+        let (mut reset, mut more) = (false, false);
         for _ in 0..cfg.max_pages {
             if self.stopping() {
-                return Ok(total);
+                break;
             }
             let asked = Timestamp::now().as_millisecond();
             let start = match &cursor {
                 Some(c) => SiemStart::Cursor(c),
-                None => SiemStart::FromDate((asked - lookback_ms).div_euclid(1000)),
+                None => SiemStart::FromDate(from_ms.div_euclid(1000)),
             };
-            let fetch = self
-                .client
-                .siem_page(tenant, name, start, cfg.limit, &cfg.exclude_types);
+            let fetch =
+                self.client
+                    .siem_page(tenant, name, start, cfg.limit, exclude, cfg.offset_minutes);
             let page = match self.unless_stopped(fetch).await {
-                Ok(None) => return Ok(total),
+                Ok(None) => break,
                 Ok(Some(page)) => page,
                 Err(CollectError::Http {
                     status: 400, body, ..
-                }) if cursor.is_some() => {
-                    // An API that refuses an old cursor rather than restarting it: start
-                    // again at the oldest time it takes, and say what that leaves out.
-                    tracing::warn!(tenant = %tenant.id, stream = name, answer = %body, "the API refused the stream's cursor: starting again from the oldest time it serves");
-                    let drained = lock(&self.state)
+                }) if !reset && (cursor.is_some() || from_ms < asked - lookback_ms) => {
+                    // An API that refuses an old cursor rather than restarting it, or a
+                    // start older than `lookback_secs` (skew): start again `lookback_secs`
+                    // back (once a pass), and say what that leaves out.
+                    tracing::warn!(tenant = %tenant.id, stream = name, answer = %body, "the API refused where the stream would go on: starting again from the oldest time it surely serves");
+                    reset = true;
+                    let read = lock(&self.state)
                         .stream(&tenant.id, name)?
                         .and_then(|s| s.drained_ms);
-                    total.gap_secs +=
-                        self.gap(tenant, stream, drained, asked, asked - lookback_ms)?;
+                    from_ms = asked - lookback_ms;
+                    gap += self.gap(tenant, stream, read, asked, from_ms, gap)?;
                     cursor = None;
                     continue;
                 }
                 Err(e) => return Err(e),
             };
+            if page.items.len() > 2 * cfg.limit as usize {
+                return Err(CollectError::Protocol(format!(
+                    "/siem/v1/{name}: {} items on a page of limit {}",
+                    page.items.len(),
+                    cfg.limit
+                )));
+            }
+            if page.has_more && page.items.is_empty() && page.next_cursor == cursor {
+                return Err(CollectError::Protocol(format!(
+                    "/siem/v1/{name}: has_more, but no item and the same next_cursor: the stream does not move"
+                )));
+            }
             let has_more = page.has_more;
-            let next = page.next_cursor.clone().or_else(|| cursor.clone());
+            let next = page.next_cursor.or_else(|| cursor.clone());
             let me = Arc::clone(self);
-            let tenant_owned = tenant.clone();
+            let owned = (tenant.clone(), next.clone());
             let items = page.items;
-            let first_start = asked - lookback_ms;
             let done = self
                 .blocking(move || {
+                    let (tenant, next) = owned;
                     me.deliver_items(
-                        &tenant_owned,
+                        &tenant,
                         index,
                         &items,
-                        StreamPage {
-                            stream: name,
-                            cursor: next.as_deref(),
-                            asked_ms: asked,
-                            has_more,
-                            delivered: 0,
-                            duplicates: 0,
-                        },
-                        first_start,
+                        next.as_deref(),
+                        asked,
+                        has_more,
+                        from_ms,
                     )
                 })
                 .await?;
             total.add(&done);
-            cursor = page.next_cursor.or(cursor);
+            cursor = next;
+            more = has_more;
             if !has_more {
-                self.metrics.stream_drained(&tenant.id, name, asked);
-                return Ok(total);
+                break;
             }
         }
-        tracing::info!(tenant = %tenant.id, stream = name, pages = cfg.max_pages, "the stream has more pages than siem.max_pages: the next pass goes on from its cursor");
+        if more && !self.stopping() {
+            tracing::info!(tenant = %tenant.id, stream = name, pages = cfg.max_pages, "the stream has more than siem.max_pages pages ready: the next pass goes on from its cursor");
+        }
+        if let Some(s) = lock(&self.state).stream(&tenant.id, name)?
+            && let Some(read) = s.drained_ms
+        {
+            self.metrics.stream_drained(&tenant.id, name, read);
+        }
+        total.gap_secs += gap as u64;
         Ok(total)
     }
 
-    /// Reports the time between `drained_ms` and `from_ms` (the oldest time the API
-    /// serves), when the stream was drained before it: logged, counted and kept in the
-    /// state, which then reads the stream from `from_ms` on. Returns the gap's seconds.
+    /// Reports the time between `read_ms` and `from_ms` (the oldest time the API
+    /// serves), when the stream was read only up to before it: logged, counted and kept
+    /// in the state, which then reads the stream from `from_ms` on. `earlier` is the gap
+    /// already found in this pass (the state's last gap is the pass's whole). Returns
+    /// the gap's seconds.
     fn gap(
         &self,
         tenant: &Tenant,
         stream: Stream,
-        drained_ms: Option<i64>,
+        read_ms: Option<i64>,
         now_ms: i64,
         from_ms: i64,
-    ) -> Result<u64, CollectError> {
-        let Some(drained) = drained_ms.filter(|d| *d < from_ms) else {
+        earlier: i64,
+    ) -> Result<i64, CollectError> {
+        let Some(read) = read_ms.filter(|d| *d < from_ms) else {
             return Ok(0);
         };
-        let secs = ((from_ms - drained) / 1000).max(1);
+        let secs = ((from_ms - read) / 1000).max(1);
         tracing::warn!(
             tenant = %tenant.id,
             name = %tenant.name,
             stream = stream.name(),
             gap_secs = secs,
-            from = %crate::collect::window::from_ms(drained),
+            from = %crate::collect::window::from_ms(read),
             to = %crate::collect::window::from_ms(from_ms),
             "the stream was not read for longer than the API serves: this time could not be read, and the stream goes on from the oldest time the API serves"
         );
-        lock(&self.state).record_gap(&tenant.id, stream.name(), secs, now_ms, from_ms)?;
+        lock(&self.state).record_gap(
+            &tenant.id,
+            stream.name(),
+            secs,
+            earlier + secs,
+            now_ms,
+            from_ms,
+        )?;
         self.metrics
             .stream_gap(&tenant.id, stream.name(), secs as u64);
-        Ok(secs as u64)
+        Ok(secs)
     }
 
     /// Dedups, normalizes and delivers one page's items to every output, then records
-    /// their keys and moves the cursor, in one transaction.
+    /// their keys and moves the cursor (and how far the stream is read), in one
+    /// transaction.
+    #[allow(clippy::too_many_arguments)]
     fn deliver_items(
         &self,
         tenant: &Tenant,
         index: usize,
         items: &[Box<RawValue>],
-        mut page: StreamPage<'_>,
-        first_start_ms: i64,
+        cursor: Option<&str>,
+        asked_ms: i64,
+        has_more: bool,
+        start_ms: i64,
     ) -> Result<PassSummary, CollectError> {
         let lane = &self.siem[index];
         let stream = lane.stream;
@@ -253,40 +302,51 @@ impl Collector {
             ..PassSummary::default()
         };
         s.counts.warnings = lane.normalizer.new_warnings();
-        let mut keys = Vec::new();
+        // The new items and their keys (the document id and the dedup key: the stream,
+        // the tenant, the id), found under the state's lock; normalized after it.
         let mut in_page = HashSet::new();
-        let mut out = Vec::new();
-        let mut ids = Vec::new();
-        let mut rejected = Vec::new();
+        let mut fresh = Vec::new();
         {
             let state = lock(&self.state);
             for item in items {
-                // The document's id and the dedup key: the stream, the tenant, the id.
                 let key = crate::row::item_key(stream.item(), item.get());
                 if !in_page.insert(key.clone())
                     || state.item_seen(&tenant.id, stream.name(), &key)?
                 {
                     s.duplicates += 1;
-                    continue;
+                } else {
+                    fresh.push((key, item));
                 }
-                let outcome = lane.normalizer.normalize_line(
-                    item.get().as_bytes(),
-                    &mut out,
-                    &mut s.counts.warnings,
-                );
-                s.counts.count(&outcome);
-                match outcome {
-                    LineOutcome::Normalized => ids.push(key.clone()),
-                    LineOutcome::Blank => {}
-                    LineOutcome::Rejected(reason) => {
-                        let origin = crate::reject::Origin::Tenant { tenant: &tenant.id };
-                        let record = crate::reject::record(&origin, &reason, item.get().as_bytes());
-                        rejected.extend_from_slice(record.to_string().as_bytes());
-                        rejected.push(b'\n');
-                    }
-                }
-                keys.push(key);
             }
+        }
+        let mut keys = Vec::with_capacity(fresh.len());
+        let mut out = Vec::new();
+        let mut ids = Vec::new();
+        let mut rejected = Vec::new();
+        // The newest creation time of the page's items (none later than the request):
+        // the stream is read up to about then, even before it is drained.
+        let mut newest: Option<i64> = None;
+        for (key, item) in fresh {
+            let outcome = lane.normalizer.normalize_line(
+                item.get().as_bytes(),
+                &mut out,
+                &mut s.counts.warnings,
+            );
+            s.counts.count(&outcome);
+            match outcome {
+                LineOutcome::Normalized => ids.push(key.clone()),
+                LineOutcome::Blank => {}
+                LineOutcome::Rejected(reason) => {
+                    let origin = crate::reject::Origin::Tenant { tenant: &tenant.id };
+                    let record = crate::reject::record(&origin, &reason, item.get().as_bytes());
+                    rejected.extend_from_slice(record.to_string().as_bytes());
+                    rejected.push(b'\n');
+                }
+            }
+            if let Some(created) = created_ms(item.get()) {
+                newest = Some(newest.map_or(created, |n| n.max(created)).min(asked_ms));
+            }
+            keys.push(key);
         }
         let mut outputs = lock(&self.outputs);
         let outbox = if out.is_empty() {
@@ -298,12 +358,18 @@ impl Collector {
             crate::sinks::append_whole(&mut lock(&self.rejects), &rejected)
                 .map_err(|e| CollectError::State(format!("rejects.ndjson: {e}")))?;
         }
-        page.delivered = s.counts.normalized;
-        page.duplicates = s.duplicates;
-        let until =
-            page.asked_ms + self.config.file.siem.api_reach_secs as i64 * 1000 + KEY_MARGIN_MS;
+        let page = StreamPage {
+            stream: stream.name(),
+            cursor,
+            asked_ms,
+            has_more,
+            read_ms: newest,
+            delivered: s.counts.normalized,
+            duplicates: s.duplicates,
+        };
+        let until = asked_ms + self.config.file.siem.api_reach_secs as i64 * 1000 + KEY_MARGIN_MS;
         let committed =
-            lock(&self.state).commit_page(&outbox, &tenant.id, &page, &keys, until, first_start_ms);
+            lock(&self.state).commit_page(&outbox, &tenant.id, &page, &keys, until, start_ms);
         self.metrics
             .state_result(committed.as_ref().map(|_| ()).map_err(|e| e.to_string()));
         committed?;
@@ -312,7 +378,18 @@ impl Collector {
         for o in outputs.iter_mut() {
             o.sink.committed()?;
         }
-        tracing::info!(tenant = %tenant.id, stream = stream.name(), items = s.items, duplicates = s.duplicates, delivered = s.counts.normalized, rejected = s.counts.rejected, warnings = s.counts.warnings.total(), has_more = page.has_more, "page delivered");
+        tracing::info!(tenant = %tenant.id, stream = stream.name(), items = s.items, duplicates = s.duplicates, delivered = s.counts.normalized, rejected = s.counts.rejected, warnings = s.counts.warnings.total(), has_more, "page delivered");
         Ok(s)
     }
+}
+
+/// An item's `created_at` (ms), when it is an RFC 3339 string.
+fn created_ms(item: &str) -> Option<i64> {
+    #[derive(serde::Deserialize)]
+    struct Created<'a> {
+        #[serde(borrow)]
+        created_at: Option<std::borrow::Cow<'a, str>>,
+    }
+    let c: Created = serde_json::from_str(item).ok()?;
+    Some(c.created_at?.parse::<Timestamp>().ok()?.as_millisecond())
 }

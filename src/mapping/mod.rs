@@ -137,7 +137,8 @@ pub enum Convert {
     /// A JSON list of objects, each with its keys in snake_case and its empty
     /// values (`""`, `null`, `[]`, `{}`) left out.
     SnakeCaseObjects,
-    /// Any JSON value as it is; absent when it is empty (`[]`, `{}`).
+    /// A JSON object or list as it is; absent when it is empty (`[]`, `{}`); anything
+    /// else leaves the field out with a warning.
     Json,
     /// A Sophos Central severity word as a number: `none` 0, `low` 21, `medium` 47,
     /// `high` 73, `very_high` and `critical` 99 (Elastic Security's risk scores for

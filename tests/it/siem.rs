@@ -186,6 +186,34 @@ fn every_field_elastic_writes_is_ours_except_the_listed_differences() {
         ("siem-event", "source.ip"),
         ("siem-event", "destination.ip"),
         ("siem-event", "related.ip"),
+        // and the rules below, on our own items: `related.hash` with the application's
+        // hash, a report in another form, ports out of range
+        ("siem-event", "related.hash"),
+        (
+            "siem-alert",
+            "sophos_central.alert.data.ips_threat.raw_data.message",
+        ),
+        (
+            "siem-event",
+            "sophos_central.event.ips_threat_data.raw_data.message",
+        ),
+        (
+            "siem-alert",
+            "sophos_central.alert.data.ips_threat.local_port",
+        ),
+        (
+            "siem-alert",
+            "sophos_central.alert.data.ips_threat.remote.port",
+        ),
+        (
+            "siem-event",
+            "sophos_central.event.ips_threat_data.local_port",
+        ),
+        (
+            "siem-event",
+            "sophos_central.event.ips_threat_data.remote.port",
+        ),
+        ("siem-event", "source.port"),
     ];
     for d in DIFFERENCES {
         for f in d.fields {
@@ -436,5 +464,44 @@ fn the_differences_page_is_generated() {
                 "docs/siem-differences.md is out of date; run `SOPHOS_TAC_BLESS=1 cargo test --test it siem::`"
             );
         }
+    }
+}
+
+#[test]
+fn a_report_in_another_form_is_read_by_its_labels_and_ports_are_ports() {
+    // five labelled lines, none of Elastic's three forms: each line still gives its field
+    let report = "Message       OS-LINUX reverse shell attempt\nPacket type   TCP\nRemote IP:    198.51.100.77\nRemote Port:  4444\nPID:          3121";
+    for (profile, key, prefix) in [
+        (
+            Profile::siem_alert(),
+            "data",
+            "sophos_central.alert.data.ips_threat.raw_data",
+        ),
+        (
+            Profile::siem_event(),
+            "ips_threat_data",
+            "sophos_central.event.ips_threat_data.raw_data",
+        ),
+    ] {
+        let inner = if key == "data" {
+            json!({ "ips_threat": { "raw_data": report, "local_port": "70000", "remote_port": "-1" } })
+        } else {
+            json!({ "rawData": report, "localPort": "70000", "remotePort": "-1" })
+        };
+        let item = json!({ "id": "x", "when": "2026-11-30T10:00:00Z", "type": "Event::Endpoint::Threat::IpsOutboundDetection", key: inner });
+        let (doc, warnings) = normalize(&profile, &item.to_string());
+        assert_eq!(
+            get(&doc, &format!("{prefix}.message")),
+            Some(&json!("OS-LINUX reverse shell attempt"))
+        );
+        assert_eq!(
+            get(&doc, &format!("{prefix}.remote.port")),
+            Some(&json!(4444))
+        );
+        assert_eq!(get(&doc, &format!("{prefix}.pid")), Some(&json!("3121")));
+        assert!(get(&doc, &format!("{prefix}.reference")).is_none());
+        // 70000 and -1 are no ports: left out (ECS and the vendor fields), with warnings
+        assert!(get(&doc, "source.port").is_none() && get(&doc, "destination.port").is_none());
+        assert_eq!(warnings, 4, "{doc}");
     }
 }

@@ -349,3 +349,59 @@ fn a_refused_tenant_s_streams_fail_alone() {
     assert_eq!(lines.len(), 2, "{status}");
     assert!(lines.iter().all(|l| l.contains("HTTP 403")), "{status}");
 }
+
+/// A crash between the first page's delivery and its commit, then a restart a little
+/// later: the first run's start was kept, so the restart asks from there (the API still
+/// serves it) and the oldest items are not lost.
+#[test]
+fn a_crash_on_the_first_page_does_not_move_the_first_run_s_start() {
+    let sim = Sim::start(&[
+        "--kind",
+        "tenant",
+        "--rows",
+        "0",
+        "--siem-items",
+        "400",
+        "--siem-past-secs",
+        "18",
+        "--siem-late-fraction",
+        "0",
+        "--siem-repeat-fraction",
+        "0",
+        "--siem-reach-secs",
+        "25",
+    ]);
+    let setup = Setup::new(
+        &sim,
+        "\n[siem]\nstreams = [\"events\"]\nlimit = 50\napi_reach_secs = 25\nlookback_secs = 19",
+    );
+    let (aborted, log) = setup.crash_after_deliveries(1, Duration::from_secs(20));
+    assert!(
+        aborted,
+        "the first run did not die at its first delivery:\n{log}"
+    );
+    // 2 s later, a start 19 s back would miss the oldest 2 s of items
+    std::thread::sleep(Duration::from_secs(2));
+    let (code, log) = setup.once();
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("repairing a delivery"), "{log}");
+    assert!(!log.contains("could not be read"), "no gap: {log}");
+    let expected: Vec<String> = sim
+        .items(|_| true)
+        .into_keys()
+        .filter(|k| k.starts_with("event:"))
+        .collect();
+    let got = setup.delivered_items();
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|k| !got.contains_key(*k))
+        .take(3)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "missing {missing:?} of {}",
+        expected.len()
+    );
+    assert!(got.values().all(|n| *n == 1));
+    assert_eq!(got.len(), 400);
+}

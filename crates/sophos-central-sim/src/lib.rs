@@ -874,6 +874,7 @@ struct SiemQuery {
     cursor: Option<String>,
     from_date: Option<String>,
     exclude_types: Option<String>,
+    from_date_offset_minutes: Option<String>,
 }
 
 async fn siem_page(
@@ -941,7 +942,18 @@ async fn siem_page(
         .as_deref()
         .map(|t| t.split(',').collect())
         .unwrap_or_default();
-    let visible = items.partition_point(|i| i.visible_ms <= now);
+    // `from_date_offset_minutes`: items of the last minutes are held back.
+    let held_back = match q.from_date_offset_minutes.as_deref().map(str::parse::<i64>) {
+        None => 0,
+        Some(Ok(m @ 0..=1440)) => m * 60_000,
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "from_date_offset_minutes must be 0 to 1440",
+            );
+        }
+    };
+    let visible = items.partition_point(|i| i.visible_ms <= now - held_back);
     // Sometimes the page begins with the last item of the page before it again.
     let repeat = start > 0 && start <= visible && q.cursor.is_some() && {
         let r = s.args.siem_repeat_fraction;

@@ -136,7 +136,7 @@ fn status(config: &CollectConfig) -> anyhow::Result<u8> {
             "{:<38} {:<8} {:<26} {:>10} {:>10} {:>10}  {:<40}  last error",
             "tenant",
             "stream",
-            "drained",
+            "read to",
             "lag (s)",
             "delivered",
             "duplicates",
@@ -164,7 +164,9 @@ fn status(config: &CollectConfig) -> anyhow::Result<u8> {
                 s.delivered,
                 s.duplicates,
                 gaps,
-                s.last_error.as_deref().unwrap_or("-")
+                // A server's words, on one line and without control characters.
+                s.last_error.as_deref().map_or("-".to_string(), |e| e
+                    .replace(|c: char| c.is_control(), " "))
             );
         }
     }

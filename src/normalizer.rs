@@ -356,6 +356,21 @@ impl Scratch {
     }
 }
 
+/// True when the JSON text holds something: not `null`, `""`, `"None"`, nor a list or an
+/// object (however written) of only such values.
+fn present(json: &str) -> bool {
+    fn holds(v: &serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::Null => false,
+            serde_json::Value::String(s) => !s.is_empty() && s != "None",
+            serde_json::Value::Array(a) => a.iter().any(holds),
+            serde_json::Value::Object(o) => o.values().any(holds),
+            _ => true,
+        }
+    }
+    serde_json::from_str::<serde_json::Value>(json).is_ok_and(|v| holds(&v))
+}
+
 /// The value at `slot` read by [`Scratch::nested`]: an object, or a JSON string holding
 /// one, parsed.
 fn parse_tree(raw: &str) -> Option<serde_json::Value> {
@@ -420,7 +435,7 @@ fn eval<'a>(
             let holds = match gate {
                 CompiledGate::Present(slot, path) => raw(*slot)
                     .and_then(|r| scratch.nested(*slot, r, path))
-                    .is_some_and(|leaf| value::text(&leaf).is_some_and(|t| t != "[]" && t != "{}")),
+                    .is_some_and(|leaf| present(&leaf)),
                 CompiledGate::Contains(slots, word) => slots.iter().any(|&slot| {
                     raw(slot).and_then(value::text).is_some_and(|t| {
                         t.to_ascii_lowercase().contains(&word.to_ascii_lowercase())

@@ -82,6 +82,13 @@ pub fn key(row: &str) -> String {
 /// rows, a `customer_id` holding a `:` or a key over [`MAX_KEY_BYTES`] is digested, and
 /// an item without an `id` is keyed by the digest of its text.
 pub fn item_key(stream: &str, item: &str) -> String {
+    item_key_of(stream, item, None)
+}
+
+/// [`item_key`], with the tenant a collector polled standing in for a `customer_id` the
+/// item lacks (never in Sophos's items), so that two tenants' items with one id are two
+/// documents.
+pub fn item_key_of(stream: &str, item: &str, tenant: Option<&str>) -> String {
     #[derive(serde::Deserialize)]
     struct ItemIds<'a> {
         #[serde(borrow)]
@@ -98,6 +105,8 @@ pub fn item_key(stream: &str, item: &str) -> String {
     let customer = ids
         .customer_id
         .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
+        .filter(|c| !c.is_empty())
+        .or_else(|| tenant.map(String::from))
         .unwrap_or_default();
     let key = format!("{stream}:{customer}:{id}");
     if customer.contains(':') || stream.contains(':') || key.len() > MAX_KEY_BYTES {
@@ -145,6 +154,12 @@ mod tests {
             item_key("event", r#"{"id":"c","customer_id":"a:b"}"#),
             item_key("event", r#"{"id":"b:c","customer_id":"a"}"#)
         );
+        // a collector's tenant stands in for a missing customer_id, not for one given
+        assert_eq!(
+            item_key_of("event", r#"{"id":"e1"}"#, Some("t9")),
+            "event:t9:e1"
+        );
+        assert_eq!(item_key_of("event", item, Some("t9")), "event:c-1:e1");
         let long = format!(r#"{{"id":"{}","customer_id":"c"}}"#, "x".repeat(600));
         assert!(item_key("event", &long).starts_with("sha256:"));
     }

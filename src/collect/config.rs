@@ -326,6 +326,8 @@ pub struct OutputSection {
     pub batch_docs: Option<usize>,
     /// For `elasticsearch`: bytes per bulk request (default 5 MiB).
     pub batch_bytes: Option<usize>,
+    /// For `elasticsearch`: bulk requests in flight at once (default 2; 1 to 32).
+    pub concurrency: Option<usize>,
     /// The dead-letter file (default `state_dir/dead-letter.ndjson`, or
     /// `state_dir/dead-letter-NAME.ndjson` with several outputs).
     pub dead_letter: Option<PathBuf>,
@@ -592,6 +594,7 @@ impl CollectConfig {
                     .timeouts
                     .with_secs(o.connect_timeout_secs, o.timeout_secs);
                 es.batch_bytes = o.batch_bytes.unwrap_or(es.batch_bytes).max(1);
+                es.concurrency = o.concurrency.unwrap_or(es.concurrency).max(1);
                 es.dead_letter = dead_letter;
                 es.install_template = o.install_template.then(|| {
                     crate::catalogue::TemplateOptions::for_index(&es.index, o.data_stream)
@@ -722,6 +725,7 @@ fn keys_of(kind: &str) -> &'static [&'static str] {
             "data_stream",
             "batch_docs",
             "batch_bytes",
+            "concurrency",
             "dead_letter",
             "max_retries",
             "connect_timeout_secs",
@@ -795,6 +799,7 @@ impl OutputSection {
             ("data_stream", self.data_stream),
             ("batch_docs", self.batch_docs.is_some()),
             ("batch_bytes", self.batch_bytes.is_some()),
+            ("concurrency", self.concurrency.is_some()),
             ("dead_letter", self.dead_letter.is_some()),
             ("max_retries", self.max_retries.is_some()),
             ("connect_timeout_secs", self.connect_timeout_secs.is_some()),
@@ -926,6 +931,7 @@ fn check_bounds(file: &ConfigFile) -> Result<(), String> {
         opt("max_retries", o.max_retries.map(u64::from), 0, 100);
         opt("batch_docs", o.batch_docs.map(|v| v as u64), 1, 100_000);
         opt("batch_bytes", o.batch_bytes.map(|v| v as u64), 1, 1 << 30);
+        opt("concurrency", o.concurrency.map(|v| v as u64), 1, 32);
         opt(
             "max_message_bytes",
             o.max_message_bytes.map(|v| v as u64),

@@ -20,16 +20,9 @@ impl Collector {
         sweep_deadline: Option<Instant>,
     ) -> PassSummary {
         let mut summary = PassSummary::default();
-        // A tenant's live lane, then its SIEM streams (whose failures are their own:
-        // they do not fail the tenant's Data Lake lane).
         let live = self
             .each_tenant(tenants.to_vec(), |me, tenant| async move {
-                let live = me.live(&tenant).await;
-                let streams = me.streams(&tenant).await;
-                live.map(|mut s| {
-                    s.add(&streams);
-                    s
-                })
+                me.live(&tenant).await
             })
             .await;
         let mut healthy = Vec::new();
@@ -40,6 +33,20 @@ impl Collector {
                     healthy.push(tenant);
                 }
                 Err(e) => self.tenant_failed(&mut summary, &tenant, &e),
+            }
+        }
+        // Then every tenant's SIEM streams, whatever its Data Lake lane did: their
+        // failures are their own (`streams_failed`), not the tenant's.
+        if !self.siem.is_empty() {
+            let streams = self
+                .each_tenant(tenants.to_vec(), |me, tenant| async move {
+                    Ok(me.streams(&tenant).await)
+                })
+                .await;
+            for (_, result) in streams {
+                if let Ok(s) = result {
+                    summary.add(&s);
+                }
             }
         }
         if self.config.file.query.late_horizon_secs > 0 {

@@ -27,6 +27,10 @@ use crate::sync::lock;
 /// How much longer than the API's reach an item's key is kept.
 const KEY_MARGIN_MS: i64 = 3_600_000;
 
+/// How much nearer than `lookback_secs` a stream starts again after the API refused
+/// its start: room for a clock behind the API's.
+const SKEW_MS: i64 = 300_000;
+
 /// One SIEM API stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
@@ -175,16 +179,17 @@ impl Collector {
                 Ok(Some(page)) => page,
                 Err(CollectError::Http {
                     status: 400, body, ..
-                }) if !reset && (cursor.is_some() || from_ms < asked - lookback_ms) => {
+                }) if !reset => {
                     // An API that refuses an old cursor rather than restarting it, or a
-                    // start older than `lookback_secs` (skew): start again `lookback_secs`
-                    // back (once a pass), and say what that leaves out.
+                    // `from_date` (a clock behind the API's): start again `lookback_secs`
+                    // back, less five minutes for skew (once a pass), and say what that
+                    // leaves out.
                     tracing::warn!(tenant = %tenant.id, stream = name, answer = %body, "the API refused where the stream would go on: starting again from the oldest time it surely serves");
                     reset = true;
                     let read = lock(&self.state)
                         .stream(&tenant.id, name)?
                         .and_then(|s| s.drained_ms);
-                    from_ms = asked - lookback_ms;
+                    from_ms = asked - (lookback_ms - SKEW_MS).max(lookback_ms / 2);
                     gap += self.gap(tenant, stream, read, asked, from_ms, gap)?;
                     cursor = None;
                     continue;
@@ -198,9 +203,9 @@ impl Collector {
                     cfg.limit
                 )));
             }
-            if page.has_more && page.items.is_empty() && page.next_cursor == cursor {
+            if page.has_more && page.next_cursor.is_some() && page.next_cursor == cursor {
                 return Err(CollectError::Protocol(format!(
-                    "/siem/v1/{name}: has_more, but no item and the same next_cursor: the stream does not move"
+                    "/siem/v1/{name}: has_more, but the same next_cursor: the stream does not move"
                 )));
             }
             let has_more = page.has_more;
@@ -208,6 +213,8 @@ impl Collector {
             let me = Arc::clone(self);
             let owned = (tenant.clone(), next.clone());
             let items = page.items;
+            // What the API had by the request, less what it holds back.
+            let position = asked - i64::from(cfg.offset_minutes) * 60_000;
             let done = self
                 .blocking(move || {
                     let (tenant, next) = owned;
@@ -216,7 +223,7 @@ impl Collector {
                         index,
                         &items,
                         next.as_deref(),
-                        asked,
+                        position,
                         has_more,
                         from_ms,
                     )
@@ -255,10 +262,11 @@ impl Collector {
         from_ms: i64,
         earlier: i64,
     ) -> Result<i64, CollectError> {
-        let Some(read) = read_ms.filter(|d| *d < from_ms) else {
+        // Less than a second is the time between two clock reads, not a gap.
+        let Some(read) = read_ms.filter(|d| from_ms - *d >= 1000) else {
             return Ok(0);
         };
-        let secs = ((from_ms - read) / 1000).max(1);
+        let secs = (from_ms - read) / 1000;
         tracing::warn!(
             tenant = %tenant.id,
             name = %tenant.name,
@@ -309,7 +317,7 @@ impl Collector {
         {
             let state = lock(&self.state);
             for item in items {
-                let key = crate::row::item_key(stream.item(), item.get());
+                let key = crate::row::item_key_of(stream.item(), item.get(), Some(&tenant.id));
                 if !in_page.insert(key.clone())
                     || state.item_seen(&tenant.id, stream.name(), &key)?
                 {

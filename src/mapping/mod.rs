@@ -150,8 +150,8 @@ pub enum Convert {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Gate {
-    /// The value at the key, then the path of member names, is present (not absent,
-    /// `null`, `""`, `[]` or `{}`).
+    /// The value at the key, then the path of member names, is present: not absent,
+    /// `null` or `""`, nor a list or object (however written) of only such values.
     Present(&'static str, &'static [&'static str]),
     /// The text of one of these keys contains the word, in any case.
     Contains(&'static [&'static str], &'static str),

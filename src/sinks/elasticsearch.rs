@@ -52,6 +52,8 @@ pub struct EsConfig {
     pub batch_docs: usize,
     /// At most this many bytes per bulk request (one document larger still goes).
     pub batch_bytes: usize,
+    /// Bulk requests in flight at once (default 2; each retried on its own).
+    pub concurrency: usize,
     /// Retries of a failing request or item before giving up on the batch.
     pub max_retries: u32,
     /// Connecting, and one whole bulk request (default 10 s and 60 s).
@@ -98,6 +100,7 @@ impl EsConfig {
             gzip: false,
             batch_docs: 1000,
             batch_bytes: 5 * 1024 * 1024,
+            concurrency: DEFAULT_CONCURRENCY,
             max_retries: 10,
             timeouts: DEFAULT_TIMEOUTS,
             dead_letter: PathBuf::from("sophos-tac-dead-letter.ndjson"),
@@ -107,6 +110,10 @@ impl EsConfig {
         })
     }
 }
+
+/// Bulk requests in flight at once, by default: a cluster takes concurrent bulk
+/// requests, and while one is in flight the next is built and sent.
+pub const DEFAULT_CONCURRENCY: usize = 2;
 
 /// One document waiting for delivery.
 #[derive(Debug, Clone)]
@@ -166,6 +173,7 @@ impl std::fmt::Debug for EsConfig {
             .field("ca_file", &self.ca_file)
             .field("gzip", &self.gzip)
             .field("batch_docs", &self.batch_docs)
+            .field("concurrency", &self.concurrency)
             .field("batch_bytes", &self.batch_bytes)
             .field("max_retries", &self.max_retries)
             .field("timeouts", &self.timeouts)
@@ -331,17 +339,13 @@ impl EsSink {
                 other if attempt >= self.cfg.max_retries => {
                     return Err(self.err(format!("installing the index template: {other:?}")));
                 }
-                _ => self.sleep(attempt),
+                _ => {
+                    backoff(attempt);
+                    self.stats.retries += 1;
+                }
             }
             attempt += 1;
         }
-    }
-
-    fn sleep(&mut self, attempt: u32) {
-        let unit = fastrand::f64();
-        let base = (0.1 * 2f64.powi(attempt.min(8) as i32)).min(30.0);
-        std::thread::sleep(Duration::from_secs_f64(base * (0.5 + unit)));
-        self.stats.retries += 1;
     }
 
     fn dead_letter(&mut self, doc: &Doc, reason: &Value) -> Result<(), Error> {
@@ -367,10 +371,12 @@ impl EsSink {
         Err(self.err(reason))
     }
 
-    /// Delivers documents in bulk requests; returns once each is delivered or
-    /// dead-lettered, or fails (nothing acknowledged) after the retries.
+    /// Delivers documents in bulk requests, up to `concurrency` at once, each retried
+    /// on its own; returns once each is delivered or dead-lettered, or fails after the
+    /// retries (the documents of every request given up on are the undelivered ones).
     fn deliver_docs(&mut self, docs: Vec<Doc>) -> Result<(), Error> {
         let mut docs = docs.into_iter().peekable();
+        let mut batches = Vec::new();
         while docs.peek().is_some() {
             // Moved, not copied, into batches of at most batch_docs and batch_bytes
             // (a single larger document still goes, alone).
@@ -383,100 +389,169 @@ impl EsSink {
                 bytes += doc.json.len();
                 batch.push(doc);
             }
-            self.deliver_batch(batch)?;
+            batches.push(batch);
         }
-        Ok(())
-    }
-
-    fn deliver_batch(&mut self, mut pending: Vec<Doc>) -> Result<(), Error> {
-        let url = format!("{}/_bulk", self.cfg.url);
-        let mut attempt = 0;
-        while !pending.is_empty() {
-            let refs: Vec<(&str, &[u8])> = pending
-                .iter()
-                .map(|d| (d.id.as_str(), d.json.as_slice()))
-                .collect();
-            let body = bulk_body(&self.cfg.index, &refs);
-            let answer = self
-                .service
-                .send("POST", &url, "application/x-ndjson", &body);
-            let retry_reason = match answer {
-                Err(transport) => transport,
-                Ok((status, text)) => match classify(status, &excerpt(&text)) {
-                    Verdict::Retry(r) => r,
-                    Verdict::Permanent(r) => {
-                        return self.give_up(&pending, format!("bulk request refused: {r}"));
-                    }
-                    Verdict::Delivered => {
-                        let parsed: Value = serde_json::from_str(&text)
-                            .map_err(|e| self.err(format!("unreadable bulk response: {e}")))?;
-                        let items = parsed["items"].as_array().cloned().unwrap_or_default();
-                        if items.len() != pending.len() {
-                            return Err(self.err(format!(
-                                "bulk response has {} items for {} documents",
-                                items.len(),
-                                pending.len()
-                            )));
-                        }
-                        let mut again = Vec::new();
-                        let mut refused: Option<String> = None;
-                        for (doc, item) in pending.into_iter().zip(items) {
-                            let result = item
-                                .get("create")
-                                .or_else(|| item.as_object().and_then(|o| o.values().next()))
-                                .cloned()
-                                .unwrap_or(Value::Null);
-                            let status = result["status"].as_u64().unwrap_or(0) as u16;
-                            let error = result.get("error").cloned().unwrap_or(Value::Null);
-                            // Not the document's fault: the credential may not write to
-                            // the index, or the index is missing (auto-create off).
-                            if matches!(status, 401 | 403 | 404) {
-                                refused.get_or_insert_with(|| {
-                                    format!("HTTP {status}: {}", excerpt(&error.to_string()))
-                                });
-                                again.push(doc);
-                                continue;
-                            }
-                            match classify(status, &error.to_string()) {
-                                Verdict::Delivered => {
-                                    self.stats.delivered += 1;
-                                    if status == 409 {
-                                        self.stats.already_there += 1;
-                                    }
-                                }
-                                Verdict::Retry(_) => again.push(doc),
-                                Verdict::Permanent(_) => self.dead_letter(
-                                    &doc,
-                                    &json!({ "status": status, "error": error }),
-                                )?,
-                            }
-                        }
-                        pending = again;
-                        if let Some(reason) = refused {
-                            return self.give_up(
-                                &pending,
-                                format!("the index refused the documents ({reason}): check the credential's privileges on the index (create_doc) and that the index exists or may be created"),
-                            );
-                        }
-                        if pending.is_empty() {
-                            return Ok(());
-                        }
-                        format!("{} items to retry", pending.len())
-                    }
-                },
+        let mut batches = batches.into_iter().peekable();
+        while batches.peek().is_some() {
+            let wave: Vec<Vec<Doc>> = batches.by_ref().take(self.cfg.concurrency.max(1)).collect();
+            let (service, cfg) = (&self.service, &self.cfg);
+            let outcomes: Vec<Outcome> = if wave.len() == 1 {
+                wave.into_iter()
+                    .map(|b| send_batch(service, cfg, b))
+                    .collect()
+            } else {
+                std::thread::scope(|scope| {
+                    let running: Vec<_> = wave
+                        .into_iter()
+                        .map(|b| scope.spawn(move || send_batch(service, cfg, b)))
+                        .collect();
+                    running
+                        .into_iter()
+                        .map(|r| {
+                            r.join().unwrap_or_else(|_| Outcome {
+                                failed: Some((Vec::new(), "a bulk request's thread failed".into())),
+                                ..Outcome::default()
+                            })
+                        })
+                        .collect()
+                })
             };
-            if attempt >= self.cfg.max_retries {
-                return self.give_up(
-                    &pending,
-                    format!("giving up after {attempt} retries: {retry_reason}"),
-                );
+            // In request order: counts, dead letters, then what was given up on.
+            let mut undelivered = Vec::new();
+            let mut reason: Option<String> = None;
+            for o in outcomes {
+                self.stats.delivered += o.delivered;
+                self.stats.already_there += o.already_there;
+                self.stats.retries += o.retries;
+                for (doc, why) in &o.dead {
+                    self.dead_letter(doc, why)?;
+                }
+                if let Some((docs, why)) = o.failed {
+                    undelivered.extend(docs);
+                    reason.get_or_insert(why);
+                }
             }
-            tracing::warn!(url = %url, reason = %retry_reason, attempt, "bulk retry");
-            self.sleep(attempt);
-            attempt += 1;
+            if let Some(reason) = reason {
+                return self.give_up(&undelivered, reason);
+            }
         }
         Ok(())
     }
+}
+
+/// Sleeps before retry `attempt`: 0.1 s doubling up to 30 s, with jitter.
+fn backoff(attempt: u32) {
+    let base = (0.1 * 2f64.powi(attempt.min(8) as i32)).min(30.0);
+    std::thread::sleep(Duration::from_secs_f64(base * (0.5 + fastrand::f64())));
+}
+
+/// What one bulk request came to, after its retries: counts, the documents refused for
+/// good (with the reason), and, when it was given up on, its documents not delivered and
+/// why. Computed without touching the sink, so that several run at once.
+#[derive(Default)]
+struct Outcome {
+    delivered: u64,
+    already_there: u64,
+    retries: u64,
+    dead: Vec<(Doc, Value)>,
+    failed: Option<(Vec<Doc>, String)>,
+}
+
+/// Sends one batch as bulk requests until each document is delivered or refused for
+/// good, retrying the request (429, 5xx, no answer) and the items to retry, at most
+/// `max_retries` times.
+fn send_batch(service: &EsService, cfg: &EsConfig, mut pending: Vec<Doc>) -> Outcome {
+    let url = format!("{}/_bulk", cfg.url);
+    let mut o = Outcome::default();
+    let mut attempt = 0;
+    while !pending.is_empty() {
+        let refs: Vec<(&str, &[u8])> = pending
+            .iter()
+            .map(|d| (d.id.as_str(), d.json.as_slice()))
+            .collect();
+        let body = bulk_body(&cfg.index, &refs);
+        let answer = service.send("POST", &url, "application/x-ndjson", &body);
+        let retry_reason = match answer {
+            Err(transport) => transport,
+            Ok((status, text)) => match classify(status, &excerpt(&text)) {
+                Verdict::Retry(r) => r,
+                Verdict::Permanent(r) => {
+                    o.failed = Some((pending, format!("bulk request refused: {r}")));
+                    return o;
+                }
+                Verdict::Delivered => {
+                    let items = serde_json::from_str::<Value>(&text)
+                        .ok()
+                        .and_then(|v| v["items"].as_array().cloned());
+                    let Some(items) = items.filter(|i| i.len() == pending.len()) else {
+                        let reason = format!(
+                            "unreadable bulk response (not {} items): {}",
+                            pending.len(),
+                            excerpt(&text)
+                        );
+                        o.failed = Some((pending, reason));
+                        return o;
+                    };
+                    let mut again = Vec::new();
+                    let mut refused: Option<String> = None;
+                    for (doc, item) in pending.into_iter().zip(items) {
+                        let result = item
+                            .get("create")
+                            .or_else(|| item.as_object().and_then(|o| o.values().next()))
+                            .cloned()
+                            .unwrap_or(Value::Null);
+                        let status = result["status"].as_u64().unwrap_or(0) as u16;
+                        let error = result.get("error").cloned().unwrap_or(Value::Null);
+                        // Not the document's fault: the credential may not write to
+                        // the index, or the index is missing (auto-create off).
+                        if matches!(status, 401 | 403 | 404) {
+                            refused.get_or_insert_with(|| {
+                                format!("HTTP {status}: {}", excerpt(&error.to_string()))
+                            });
+                            again.push(doc);
+                            continue;
+                        }
+                        match classify(status, &error.to_string()) {
+                            Verdict::Delivered => {
+                                o.delivered += 1;
+                                if status == 409 {
+                                    o.already_there += 1;
+                                }
+                            }
+                            Verdict::Retry(_) => again.push(doc),
+                            Verdict::Permanent(_) => o
+                                .dead
+                                .push((doc, json!({ "status": status, "error": error }))),
+                        }
+                    }
+                    pending = again;
+                    if let Some(reason) = refused {
+                        o.failed = Some((
+                            pending,
+                            format!(
+                                "the index refused the documents ({reason}): check the credential's privileges on the index (create_doc) and that the index exists or may be created"
+                            ),
+                        ));
+                        return o;
+                    }
+                    if pending.is_empty() {
+                        return o;
+                    }
+                    format!("{} items to retry", pending.len())
+                }
+            },
+        };
+        if attempt >= cfg.max_retries {
+            let reason = format!("giving up after {attempt} retries: {retry_reason}");
+            o.failed = Some((pending, reason));
+            return o;
+        }
+        tracing::warn!(url = %url, reason = %retry_reason, attempt, "bulk retry");
+        backoff(attempt);
+        o.retries += 1;
+        attempt += 1;
+    }
+    o
 }
 
 fn excerpt(s: &str) -> String {

@@ -236,6 +236,62 @@ fn normalize_to_opensearch_is_complete_and_idempotent() {
     assert!(!dl.exists());
 }
 
+/// Eight bulk requests in flight at once, through 429s, 503s, dropped connections and
+/// per-item 429s: each is retried on its own, every row is there once, and sending again
+/// adds nothing.
+#[test]
+fn concurrent_bulk_requests_through_faults_lose_nothing_and_double_nothing() {
+    let server = Server::start();
+    let proxy = proxy(
+        &server.url,
+        Faults {
+            too_many: 4,
+            unavailable: 6,
+            drop: 9,
+            item_429: 3,
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let input = rows(2000, dir.path());
+    let target = format!("{}/concurrent", proxy.url);
+    let dl = dir.path().join("dead.ndjson");
+    let args = [
+        "-o",
+        &target,
+        "--batch-docs",
+        "40",
+        "--bulk-concurrency",
+        "8",
+        "--dead-letter",
+        dl.to_str().unwrap(),
+        input.to_str().unwrap(),
+    ];
+    let (code, err) = normalize(&args, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        proxy.injected.load(Ordering::SeqCst) >= 10,
+        "faults were injected"
+    );
+    assert_eq!(count(&server.url, "concurrent"), 2000);
+    assert!(!dl.exists(), "nothing was refused for good");
+    let (code, err) = normalize(&args, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("2000 delivered (2000 already there)"), "{err}");
+    assert_eq!(count(&server.url, "concurrent"), 2000);
+    // out of range is refused by the flag
+    let (code, _) = normalize(
+        &[
+            "-o",
+            &target,
+            "--bulk-concurrency",
+            "0",
+            input.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 2);
+}
+
 #[test]
 fn faults_lose_nothing_and_double_nothing() {
     let server = Server::start();

@@ -33,8 +33,15 @@ fn a_tenant_s_alerts_and_events_arrive_once_beside_its_detections() {
     let items = sim.items(|_| true);
     assert_eq!(items.keys().filter(|k| k.starts_with("alert:")).count(), 20);
     assert_eq!(items.keys().filter(|k| k.starts_with("event:")).count(), 80);
-    // pages served an item twice, and it was delivered once
+    // pages served an item twice, and it was delivered once: the duplicates are counted
     assert!(log.contains("page delivered"), "{log}");
+    let duplicates: u64 = setup
+        .status()
+        .lines()
+        .filter(|l| l.contains(" alerts ") || l.contains(" events "))
+        .filter_map(|l| l.split_whitespace().nth(5)?.parse::<u64>().ok())
+        .sum();
+    assert!(duplicates > 0, "the repeated items were not counted");
     let stats = sim.get("/_sim/stats");
     assert!(stats["siem_pages"].as_u64().unwrap() > 12, "{stats}");
     // a second pass adds nothing
@@ -404,4 +411,44 @@ fn a_crash_on_the_first_page_does_not_move_the_first_run_s_start() {
     );
     assert!(got.values().all(|n| *n == 1));
     assert_eq!(got.len(), 400);
+}
+
+/// A stream further behind than the API's reach (a backlog read two pages a pass, older
+/// than the 12 s the simulator serves): the API restarts its cursor, the collector reports
+/// the gap, and no item is delivered twice.
+#[test]
+fn a_backlog_older_than_the_reach_is_reported_as_a_gap() {
+    let sim = Sim::start(&[
+        "--kind",
+        "tenant",
+        "--rows",
+        "0",
+        "--siem-items",
+        "600",
+        "--siem-past-secs",
+        "10",
+        "--siem-late-fraction",
+        "0",
+        "--siem-repeat-fraction",
+        "0",
+        "--siem-reach-secs",
+        "12",
+    ]);
+    let setup = Setup::new(
+        &sim,
+        "\n[siem]\nstreams = [\"events\"]\nlimit = 5\nmax_pages = 2\napi_reach_secs = 12\nlookback_secs = 11",
+    );
+    let log = setup.kill_9_after(16_000);
+    assert!(log.contains("could not be read"), "no gap reported:\n{log}");
+    let got = setup.delivered_items();
+    assert!(
+        !got.is_empty() && got.values().all(|n| *n == 1),
+        "an item twice"
+    );
+    assert!(
+        got.len() < 600,
+        "the backlog was read whole: the test tests nothing"
+    );
+    let status = setup.status();
+    assert!(status.contains("in all; last"), "{status}");
 }

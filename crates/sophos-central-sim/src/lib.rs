@@ -25,9 +25,10 @@
 //! of them become visible up to `--siem-late-secs` after their `created_at`. A cursor is
 //! a position in the order items became visible, so an item that becomes visible late is
 //! still served after it; `from_date` starts at the first item visible at or after it. A
-//! cursor issued longer than `--siem-reach-secs` ago is not an error: it is restarted at
-//! the oldest time the API serves, and what became visible before that is silently gone, as
-//! Sophos documents. A `--siem-repeat-fraction` of pages begin with the previous page's last
+//! cursor carries the time of its position (its last item's, or the request's once the
+//! stream is drained); one older than `--siem-reach-secs` is not an error: it is restarted
+//! at the oldest time the API serves, and what became visible before that is silently gone,
+//! as Sophos documents. A `--siem-repeat-fraction` of pages begin with the previous page's last
 //! item again (an item served twice across pages).
 //!
 //! Rows are generated per tenant, reaching the Data Lake at times spread from
@@ -415,9 +416,12 @@ fn generate_siem(args: &Args, tenants: &[String], rng: &mut Rng) -> [Vec<Vec<Ite
     [alerts, events]
 }
 
-/// A cursor: when it was issued and how many items of the stream it has passed.
-fn encode_cursor(issued_ms: i64, position: usize) -> String {
-    format!("V2_CURSOR|{issued_ms}|{position}")
+/// A cursor: the time of its position (when the last item it passed became visible, or
+/// where it started; the request's time once drained) and how many items of the stream
+/// it has passed. As Sophos's, it ages by that time: a cursor whose position is older than
+/// the reach is stale.
+fn encode_cursor(time_ms: i64, position: usize) -> String {
+    format!("V2_CURSOR|{time_ms}|{position}")
         .bytes()
         .map(|b| format!("{b:02x}"))
         .collect()
@@ -918,11 +922,11 @@ async fn siem_page(
     let reach_start = now - s.args.siem_reach_secs * 1000;
     let items = &s.siem[which][tenant];
     let first_visible_from = |from_ms: i64| items.partition_point(|i| i.visible_ms < from_ms);
-    let mut start = match (&q.cursor, &q.from_date) {
+    let (mut start, mut position_ms) = match (&q.cursor, &q.from_date) {
         (Some(cursor), _) => match decode_cursor(cursor) {
             // A stale cursor is restarted at the oldest time served, without a word.
-            Some((issued, _)) if issued < reach_start => first_visible_from(reach_start),
-            Some((_, position)) => position.min(items.len()),
+            Some((time, _)) if time < reach_start => (first_visible_from(reach_start), reach_start),
+            Some((time, position)) => (position.min(items.len()), time),
             None => return error(StatusCode::BAD_REQUEST, "bad cursor"),
         },
         (None, Some(from)) => match from.parse::<i64>() {
@@ -932,10 +936,10 @@ async fn siem_page(
                     "from_date must be within the last 24 hours",
                 );
             }
-            Ok(secs) => first_visible_from(secs * 1000),
+            Ok(secs) => (first_visible_from(secs * 1000), secs * 1000),
             Err(_) => return error(StatusCode::BAD_REQUEST, "from_date must be Unix seconds"),
         },
-        (None, None) => first_visible_from(reach_start),
+        (None, None) => (first_visible_from(reach_start), reach_start),
     };
     let excluded: Vec<&str> = q
         .exclude_types
@@ -969,11 +973,16 @@ async fn siem_page(
         if !excluded.contains(&item.kind.as_str()) {
             page.push(serde_json::from_str(&item.text).unwrap_or(Value::Null));
         }
+        position_ms = position_ms.max(item.visible_ms);
         start += 1;
     }
     let has_more = start < visible;
     *s.stats.entry("siem_pages").or_default() += 1;
-    Json(json!({ "items": page, "has_more": has_more, "next_cursor": encode_cursor(now, start) }))
+    // A drained stream's cursor is at the request's time; one behind, at its last item's.
+    if !has_more {
+        position_ms = now - held_back;
+    }
+    Json(json!({ "items": page, "has_more": has_more, "next_cursor": encode_cursor(position_ms, start) }))
         .into_response()
 }
 

@@ -114,6 +114,9 @@ pub struct NormalizeArgs {
     /// With an Elasticsearch/OpenSearch output: documents per bulk request.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub batch_docs: usize,
+    /// With an Elasticsearch/OpenSearch output: bulk requests in flight at once (1–32).
+    #[arg(long, value_name = "N", default_value_t = sophos_tac::sinks::elasticsearch::DEFAULT_CONCURRENCY as u8, value_parser = clap::value_parser!(u8).range(1..=32))]
+    pub bulk_concurrency: u8,
     /// With a syslog output: the facility (0–23; 16 is local0).
     #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u8).range(0..=23))]
     pub syslog_facility: u8,

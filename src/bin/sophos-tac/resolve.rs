@@ -108,6 +108,7 @@ fn output(a: &NormalizeArgs, profile: &Profile) -> anyhow::Result<SinkConfig> {
             es.ca_file = a.ca_file.clone();
             es.gzip = a.gzip;
             es.batch_docs = a.batch_docs.max(1);
+            es.concurrency = usize::from(a.bulk_concurrency.max(1));
             es.max_retries = a.retries;
             es.timeouts = es.timeouts.with_secs(Some(a.connect_timeout), a.timeout);
             es.dead_letter = a.dead_letter.clone();

@@ -186,10 +186,7 @@ impl Collector {
                     }
                     LineOutcome::Blank => {}
                     LineOutcome::Rejected(reason) => {
-                        let origin = crate::reject::Origin::Tenant { tenant: &tenant.id };
-                        let record = crate::reject::record(&origin, &reason, row.get().as_bytes());
-                        rejected.extend_from_slice(record.to_string().as_bytes());
-                        rejected.push(b'\n');
+                        keep_reject(&tenant.id, &reason, row.get().as_bytes(), &mut rejected);
                     }
                 }
                 // Kept until the window's end (at or after the row's own time) leaves
@@ -202,16 +199,8 @@ impl Collector {
         }
         // One delivery at a time, to every output: mark, deliver (durable), then commit.
         let mut outputs = lock(&self.outputs);
-        let outbox = if out.is_empty() {
-            Vec::new()
-        } else {
-            self.deliver_everywhere(&tenant.id, &mut outputs, &out, &ids)?
-        };
-        if !rejected.is_empty() {
-            // Whole or cut back (a full disk), and synced before the commit.
-            crate::sinks::append_whole(&mut lock(&self.rejects), &rejected)
-                .map_err(|e| CollectError::State(format!("rejects.ndjson: {e}")))?;
-        }
+        let outbox =
+            self.deliver_and_keep_rejects(&tenant.id, &mut outputs, &out, &ids, &rejected)?;
         let committed = lock(&self.state).commit_delivery(
             &outbox,
             &tenant.id,
@@ -230,6 +219,29 @@ impl Collector {
             o.sink.committed()?;
         }
         Ok(s)
+    }
+
+    /// Delivers a batch's documents to every output (when it has any) and then appends
+    /// its rejects to `rejects.ndjson` (whole or cut back on a full disk, and synced
+    /// before the commit); returns the outbox entries to forget at the commit.
+    pub(super) fn deliver_and_keep_rejects(
+        &self,
+        tenant: &str,
+        outputs: &mut [Output],
+        out: &[u8],
+        ids: &[String],
+        rejected: &[u8],
+    ) -> Result<Vec<i64>, CollectError> {
+        let outbox = if out.is_empty() {
+            Vec::new()
+        } else {
+            self.deliver_everywhere(tenant, outputs, out, ids)?
+        };
+        if !rejected.is_empty() {
+            crate::sinks::append_whole(&mut lock(&self.rejects), rejected)
+                .map_err(|e| CollectError::State(format!("rejects.ndjson: {e}")))?;
+        }
+        Ok(outbox)
     }
 
     /// Delivers a window's documents to every output, after recording each output's
@@ -282,6 +294,18 @@ impl Collector {
         crash_point();
         Ok(outbox)
     }
+}
+
+/// Appends the reject record of a tenant's row or item (one line) to `rejected`.
+pub(super) fn keep_reject(
+    tenant: &str,
+    reason: &crate::error::RejectReason,
+    bytes: &[u8],
+    rejected: &mut Vec<u8>,
+) {
+    let record = crate::reject::record(&crate::reject::Origin::Tenant { tenant }, reason, bytes);
+    rejected.extend_from_slice(record.to_string().as_bytes());
+    rejected.push(b'\n');
 }
 
 /// A fault-injection point for the crash tests, built only with the `fault-injection`

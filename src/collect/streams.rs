@@ -18,6 +18,7 @@ use jiff::Timestamp;
 use serde_json::value::RawValue;
 
 use crate::collect::client::{SiemStart, Tenant};
+use crate::collect::delivery::keep_reject;
 use crate::collect::state::StreamPage;
 use crate::collect::{CollectError, Collector, PassSummary};
 use crate::mapping::Profile;
@@ -345,10 +346,7 @@ impl Collector {
                 LineOutcome::Normalized => ids.push(key.clone()),
                 LineOutcome::Blank => {}
                 LineOutcome::Rejected(reason) => {
-                    let origin = crate::reject::Origin::Tenant { tenant: &tenant.id };
-                    let record = crate::reject::record(&origin, &reason, item.get().as_bytes());
-                    rejected.extend_from_slice(record.to_string().as_bytes());
-                    rejected.push(b'\n');
+                    keep_reject(&tenant.id, &reason, item.get().as_bytes(), &mut rejected);
                 }
             }
             if let Some(created) = created_ms(item.get()) {
@@ -357,15 +355,8 @@ impl Collector {
             keys.push(key);
         }
         let mut outputs = lock(&self.outputs);
-        let outbox = if out.is_empty() {
-            Vec::new()
-        } else {
-            self.deliver_everywhere(&tenant.id, &mut outputs, &out, &ids)?
-        };
-        if !rejected.is_empty() {
-            crate::sinks::append_whole(&mut lock(&self.rejects), &rejected)
-                .map_err(|e| CollectError::State(format!("rejects.ndjson: {e}")))?;
-        }
+        let outbox =
+            self.deliver_and_keep_rejects(&tenant.id, &mut outputs, &out, &ids, &rejected)?;
         let page = StreamPage {
             stream: stream.name(),
             cursor,

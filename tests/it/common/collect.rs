@@ -315,33 +315,16 @@ path = "{out}"
 }
 
 pub fn assert_exactly_once(sim: &Sim, setup: &Setup) {
-    let expected = sim.rows();
-    let got = setup.delivered();
-    let missing: Vec<_> = expected
-        .keys()
-        .filter(|k| !got.contains_key(*k))
-        .take(3)
-        .collect();
-    let doubled: Vec<_> = got.iter().filter(|(_, n)| **n > 1).take(3).collect();
-    let extra: Vec<_> = got
-        .keys()
-        .filter(|k| !expected.contains_key(*k))
-        .take(3)
-        .collect();
-    assert!(
-        missing.is_empty() && doubled.is_empty() && extra.is_empty(),
-        "missing {missing:?}, doubled {doubled:?}, unexpected {extra:?}"
-    );
-    assert_eq!(
-        got.values().sum::<usize>(),
-        expected.values().sum::<usize>()
-    );
+    assert_same("rows", &sim.rows(), &setup.delivered());
 }
 
 /// Every item the simulator serves, in the output files, exactly once.
 pub fn assert_items_exactly_once(sim: &Sim, setup: &Setup) {
-    let expected = sim.items(|_| true);
-    let got = setup.delivered_items();
+    assert_same("items", &sim.items(|_| true), &setup.delivered_items());
+}
+
+/// The same multiset: nothing missing, twice or unexpected.
+fn assert_same(what: &str, expected: &BTreeMap<String, usize>, got: &BTreeMap<String, usize>) {
     let missing: Vec<_> = expected
         .keys()
         .filter(|k| !got.contains_key(*k))
@@ -355,8 +338,12 @@ pub fn assert_items_exactly_once(sim: &Sim, setup: &Setup) {
         .collect();
     assert!(
         missing.is_empty() && doubled.is_empty() && extra.is_empty(),
-        "items: missing {missing:?}, doubled {doubled:?}, unexpected {extra:?} (of {})",
+        "{what}: missing {missing:?}, doubled {doubled:?}, unexpected {extra:?} (of {})",
         expected.len()
+    );
+    assert_eq!(
+        got.values().sum::<usize>(),
+        expected.values().sum::<usize>()
     );
 }
 

@@ -40,12 +40,36 @@ fn ids(row: &str) -> (Option<String>, Option<String>) {
             ids.record_identifier
                 .filter(|s| !s.is_empty())
                 .map(|s| s.into_owned()),
-            ids.customer_id
-                .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
-                .filter(|s| !s.is_empty()),
+            customer_of(ids.customer_id),
         ),
         // Not an object with string ids: the digest of its text.
         Err(_) => (None, None),
+    }
+}
+
+/// A `customer_id` as it stands in a row or an item: a non-empty string, else none.
+fn customer_of(raw: Option<&serde_json::value::RawValue>) -> Option<String> {
+    raw.and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
+        .filter(|s| !s.is_empty())
+}
+
+/// `[{stream}:]{customer}:{id}`, the key of one tenant's row or item, or its digest: when
+/// a `:` in the customer or the stream would let two keys meet by their punctuation, and
+/// when it is over [`MAX_KEY_BYTES`].
+fn tenant_key(stream: Option<&str>, customer: &str, id: &str) -> String {
+    let prefix = stream.map_or(String::new(), |s| format!("{s}:"));
+    if customer.contains(':') || stream.is_some_and(|s| s.contains(':')) {
+        return digest(&format!("{}\0{prefix}{customer}\0{id}", customer.len()));
+    }
+    bounded(format!("{prefix}{customer}:{id}"))
+}
+
+/// The key, or its digest when it is over [`MAX_KEY_BYTES`].
+fn bounded(key: String) -> String {
+    if key.len() > MAX_KEY_BYTES {
+        digest(&key)
+    } else {
+        key
     }
 }
 
@@ -61,18 +85,10 @@ fn digest(text: &str) -> String {
 
 /// The row key of a row (its JSON text): see the [module](self).
 pub fn key(row: &str) -> String {
-    let key = match ids(row) {
-        (Some(id), Some(customer)) if customer.contains(':') => {
-            return digest(&format!("{}\0{customer}\0{id}", customer.len()));
-        }
-        (Some(id), Some(customer)) => format!("{customer}:{id}"),
-        (Some(id), None) => format!("id:{id}"),
-        (None, _) => return digest(row),
-    };
-    if key.len() > MAX_KEY_BYTES {
-        digest(&key)
-    } else {
-        key
+    match ids(row) {
+        (Some(id), Some(customer)) => tenant_key(None, &customer, &id),
+        (Some(id), None) => bounded(format!("id:{id}")),
+        (None, _) => digest(row),
     }
 }
 
@@ -102,18 +118,10 @@ pub fn item_key_of(stream: &str, item: &str, tenant: Option<&str>) -> String {
     let Some(id) = ids.id.filter(|s| !s.is_empty()) else {
         return digest(item);
     };
-    let customer = ids
-        .customer_id
-        .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
-        .filter(|c| !c.is_empty())
+    let customer = customer_of(ids.customer_id)
         .or_else(|| tenant.map(String::from))
         .unwrap_or_default();
-    let key = format!("{stream}:{customer}:{id}");
-    if customer.contains(':') || stream.contains(':') || key.len() > MAX_KEY_BYTES {
-        digest(&format!("{}\0{stream}\0{customer}\0{id}", customer.len()))
-    } else {
-        key
-    }
+    tenant_key(Some(stream), &customer, &id)
 }
 
 /// The collector's dedup key of a row, kept per tenant in its state: `id:` and its

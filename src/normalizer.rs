@@ -144,7 +144,8 @@ enum Step {
 #[derive(Debug, Clone)]
 enum CompiledGate {
     Present(usize, &'static [&'static str]),
-    Contains(Vec<usize>, &'static str),
+    /// The slots, and the word in lower case.
+    Contains(Vec<usize>, String),
 }
 
 /// Compiles the rule of field `i`.
@@ -182,9 +183,10 @@ fn compile(source: &Source, i: usize, fields: &[Field], keys: &mut KeyIndex) -> 
         Source::Either(gate, then, otherwise) => {
             let gate = match gate {
                 Gate::Present(key, path) => CompiledGate::Present(keys.slot(key), path),
-                Gate::Contains(ks, word) => {
-                    CompiledGate::Contains(ks.iter().map(|k| keys.slot(k)).collect(), word)
-                }
+                Gate::Contains(ks, word) => CompiledGate::Contains(
+                    ks.iter().map(|k| keys.slot(k)).collect(),
+                    word.to_ascii_lowercase(),
+                ),
             };
             Step::Either(
                 gate,
@@ -340,35 +342,45 @@ impl Scratch {
         if path.is_empty() {
             return Some(raw.to_owned());
         }
+        self.leaf(slot, raw, path).map(serde_json::Value::to_string)
+    }
+
+    /// True when the value at `path` (the row's value itself for an empty path) holds
+    /// something: not `null`, `""`, `"None"`, nor a list or an object (however written)
+    /// of only such values. Read from the parsed tree, not from its text again.
+    fn present(&mut self, slot: usize, raw: &str, path: &[&str]) -> bool {
+        if path.is_empty() {
+            return serde_json::from_str::<serde_json::Value>(raw).is_ok_and(|v| holds(&v));
+        }
+        self.leaf(slot, raw, path).is_some_and(holds)
+    }
+
+    /// The value at a non-empty `path` inside the row's value `raw` of key `slot`,
+    /// parsing that value once.
+    fn leaf(&mut self, slot: usize, raw: &str, path: &[&str]) -> Option<&serde_json::Value> {
         if self.trees.len() <= slot {
             self.trees.resize(slot + 1, None);
         }
         let tree = self.trees[slot]
             .get_or_insert_with(|| parse_tree(raw))
             .as_ref()?;
-        let leaf = path
-            .iter()
+        path.iter()
             .try_fold(tree, |v, k| match (v, k.parse::<usize>()) {
                 (serde_json::Value::Array(items), Ok(i)) => items.get(i),
                 _ => v.get(k),
-            })?;
-        Some(leaf.to_string())
+            })
     }
 }
 
-/// True when the JSON text holds something: not `null`, `""`, `"None"`, nor a list or an
-/// object (however written) of only such values.
-fn present(json: &str) -> bool {
-    fn holds(v: &serde_json::Value) -> bool {
-        match v {
-            serde_json::Value::Null => false,
-            serde_json::Value::String(s) => !s.is_empty() && s != "None",
-            serde_json::Value::Array(a) => a.iter().any(holds),
-            serde_json::Value::Object(o) => o.values().any(holds),
-            _ => true,
-        }
+/// See [`Scratch::present`].
+fn holds(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::Null => false,
+        serde_json::Value::String(s) => !s.is_empty() && s != "None",
+        serde_json::Value::Array(a) => a.iter().any(holds),
+        serde_json::Value::Object(o) => o.values().any(holds),
+        _ => true,
     }
-    serde_json::from_str::<serde_json::Value>(json).is_ok_and(|v| holds(&v))
 }
 
 /// The value at `slot` read by [`Scratch::nested`]: an object, or a JSON string holding
@@ -433,13 +445,13 @@ fn eval<'a>(
         }
         Step::Either(gate, then, otherwise) => {
             let holds = match gate {
-                CompiledGate::Present(slot, path) => raw(*slot)
-                    .and_then(|r| scratch.nested(*slot, r, path))
-                    .is_some_and(|leaf| present(&leaf)),
+                CompiledGate::Present(slot, path) => {
+                    raw(*slot).is_some_and(|r| scratch.present(*slot, r, path))
+                }
                 CompiledGate::Contains(slots, word) => slots.iter().any(|&slot| {
-                    raw(slot).and_then(value::text).is_some_and(|t| {
-                        t.to_ascii_lowercase().contains(&word.to_ascii_lowercase())
-                    })
+                    raw(slot)
+                        .and_then(value::text)
+                        .is_some_and(|t| t.to_ascii_lowercase().contains(word.as_str()))
                 }),
             };
             let chosen = if holds { then } else { otherwise };

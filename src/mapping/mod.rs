@@ -168,8 +168,7 @@ impl Gate {
 
     fn describe(&self) -> String {
         match *self {
-            Gate::Present(key, []) => format!("the row has `{key}`"),
-            Gate::Present(key, path) => format!("the row has `{key}` → `{}`", path.join(".")),
+            Gate::Present(key, path) => format!("the row has {}", place(key, path)),
             Gate::Contains(keys, word) => {
                 let keys: Vec<String> = keys.iter().map(|k| format!("`{k}`")).collect();
                 format!("{} says \"{word}\"", keys.join(" or "))
@@ -279,7 +278,7 @@ impl Source {
                 let keys: Vec<String> = keys.iter().map(|k| format!("`{k}`")).collect();
                 format!("first present of {}", keys.join(", "))
             }
-            Source::Nested(key, path, _) => format!("`{key}` → `{}`", path.join(".")),
+            Source::Nested(key, path, _) => place(key, path),
             Source::KeyWhen(key, gate, _) => format!("`{key}`, when the row has `{gate}`"),
             Source::Related(fields) => {
                 let fields: Vec<String> = fields.iter().map(|f| format!("`{f}`")).collect();
@@ -290,12 +289,7 @@ impl Source {
                 "derived from the query and detection (see `mapping::categorize`)".to_string()
             }
             Source::Labelled(key, path, label, _) => {
-                let at = if path.is_empty() {
-                    format!("`{key}`")
-                } else {
-                    format!("`{key}` → `{}`", path.join("."))
-                };
-                format!("line `{label}` of {at}")
+                format!("line `{label}` of {}", place(key, path))
             }
             Source::Either(gate, then, otherwise) => format!(
                 "{} when {}, else {}",
@@ -304,6 +298,15 @@ impl Source {
                 otherwise.origin()
             ),
         }
+    }
+}
+
+/// Where a value is, for the catalogue: `` `key` ``, or `` `key` → `a.b` `` inside it.
+fn place(key: &str, path: &[&str]) -> String {
+    if path.is_empty() {
+        format!("`{key}`")
+    } else {
+        format!("`{key}` → `{}`", path.join("."))
     }
 }
 

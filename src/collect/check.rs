@@ -123,11 +123,8 @@ async fn siem_stream(
             stream,
             crate::collect::client::SiemStart::FromDate(from),
             1,
-            if stream == "events" {
-                &siem.exclude_types
-            } else {
-                &[]
-            },
+            crate::collect::streams::Stream::from_name(stream)
+                .map_or(&[][..], |s| s.excluded(siem)),
             siem.offset_minutes,
         )
         .await

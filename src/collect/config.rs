@@ -458,11 +458,8 @@ impl CollectConfig {
             .siem
             .streams
             .iter()
-            .filter_map(|s| match s.as_str() {
-                "alerts" => Some(crate::mapping::Profile::siem_alert()),
-                "events" => Some(crate::mapping::Profile::siem_event()),
-                _ => None,
-            })
+            .filter_map(|s| crate::collect::streams::Stream::from_name(s))
+            .map(crate::collect::streams::Stream::profile)
             .collect()
     }
 

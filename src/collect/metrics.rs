@@ -267,10 +267,7 @@ impl Metrics {
 
     /// Starts a stream's series from the state: its totals so far and when it was drained.
     pub fn restore_stream(&self, s: &super::state::StreamStatus) {
-        let label = StreamLabels {
-            tenant: s.tenant.clone(),
-            stream: s.stream.clone(),
-        };
+        let label = stream_label(&s.tenant, &s.stream);
         self.siem_delivered
             .get_or_create(&label)
             .inc_by(s.delivered.max(0) as u64);
@@ -287,10 +284,7 @@ impl Metrics {
 
     /// Counts one committed page of a tenant's stream.
     pub fn stream_page(&self, tenant_id: &str, stream: &str, delivered: u64, duplicates: u64) {
-        let label = StreamLabels {
-            tenant: tenant_id.to_string(),
-            stream: stream.to_string(),
-        };
+        let label = stream_label(tenant_id, stream);
         self.siem_delivered.get_or_create(&label).inc_by(delivered);
         self.siem_duplicate.get_or_create(&label).inc_by(duplicates);
         let _created = self.siem_gap_seconds.get_or_create(&label);
@@ -298,10 +292,7 @@ impl Metrics {
 
     /// Counts a gap of a tenant's stream.
     pub fn stream_gap(&self, tenant_id: &str, stream: &str, secs: u64) {
-        let label = StreamLabels {
-            tenant: tenant_id.to_string(),
-            stream: stream.to_string(),
-        };
+        let label = stream_label(tenant_id, stream);
         self.siem_gap_seconds.get_or_create(&label).inc_by(secs);
     }
 
@@ -445,6 +436,13 @@ impl Metrics {
     pub fn ready(&self) -> Result<(), String> {
         let r = lock(&self.readiness);
         r.token.clone().and(r.state.clone())
+    }
+}
+
+fn stream_label(tenant_id: &str, stream: &str) -> StreamLabels {
+    StreamLabels {
+        tenant: tenant_id.to_string(),
+        stream: stream.to_string(),
     }
 }
 

@@ -18,6 +18,7 @@ use jiff::Timestamp;
 use serde_json::value::RawValue;
 
 use crate::collect::client::{SiemStart, Tenant};
+use crate::collect::config::SiemSection;
 use crate::collect::delivery::keep_reject;
 use crate::collect::state::StreamPage;
 use crate::collect::{CollectError, Collector, PassSummary};
@@ -65,6 +66,15 @@ impl Stream {
             "alerts" => Some(Stream::Alerts),
             "events" => Some(Stream::Events),
             _ => None,
+        }
+    }
+
+    /// The event types left out of its pages: `[siem] exclude_types`, which only the
+    /// events stream takes.
+    pub fn excluded(self, siem: &SiemSection) -> &[String] {
+        match self {
+            Stream::Events => &siem.exclude_types,
+            Stream::Alerts => &[],
         }
     }
 
@@ -132,11 +142,7 @@ impl Collector {
         let name = stream.name();
         let reach_ms = cfg.api_reach_secs as i64 * 1000;
         let lookback_ms = cfg.lookback_secs as i64 * 1000;
-        // Only the events stream takes `exclude_types`.
-        let exclude: &[String] = match stream {
-            Stream::Events => &cfg.exclude_types,
-            Stream::Alerts => &[],
-        };
+        let exclude = stream.excluded(cfg);
         let mut total = PassSummary::default();
         let now = Timestamp::now().as_millisecond();
         let status = {

@@ -4,7 +4,7 @@
 //! and a graceful stop on SIGTERM at random moments. All against the simulator, on
 //! 127.0.0.1.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -13,35 +13,7 @@ use std::time::{Duration, Instant};
 use crate::common::collect::{
     SECRET, Setup, Sim, assert_exactly_once, bounded, rng, wait_for_every_row,
 };
-use crate::common::servers::{Running, free_port};
-
-/// One GET with `Connection: close`: (status, body), or `None` when nothing answers.
-fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let status = text.split(' ').nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n")?.1.to_string();
-    Some((status, body))
-}
-
-/// Polls `what` every 50 ms until it gives `Some`, for at most `limit`.
-fn wait_for<T>(limit: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let until = Instant::now() + limit;
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(Instant::now() < until, "waited {limit:?} for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use crate::common::servers::{Running, free_port, get, wait_for};
 
 /// The sum of a metric's samples in a Prometheus text exposition.
 fn sum_of(metrics: &str, name: &str) -> f64 {

@@ -9,6 +9,7 @@ use crate::common::collect::{
     DEFAULT_LIMITS, DEFAULT_QUERY, Setup, Sim, assert_exactly_once, assert_items_exactly_once,
     assert_no_secret, rng, wait_for_every_item, wait_for_every_row,
 };
+use crate::common::servers::{Running, get, wait_for};
 
 /// `[siem]` with both streams and small pages, so that a stream takes many pages.
 const SIEM: &str = "\n[siem]\nstreams = [\"alerts\", \"events\"]\nlimit = 7";
@@ -90,32 +91,27 @@ fn check_reaches_both_streams_and_metrics_count_them() {
         );
     }
     // the service's metrics, per tenant and stream
-    let mut child = setup
-        .command(&[])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let until = Instant::now() + Duration::from_secs(60);
-    let metrics = loop {
-        let m = std::net::TcpStream::connect(("127.0.0.1", port))
-            .ok()
-            .and_then(|mut s| {
-                use std::io::{Read, Write};
-                s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-                write!(s, "GET /metrics HTTP/1.0\r\n\r\n").ok()?;
-                let mut body = String::new();
-                s.read_to_string(&mut body).ok()?;
-                Some(body)
+    let _service = Running(
+        setup
+            .command(&[])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let metrics = wait_for(Duration::from_secs(60), "the streams' metrics", || {
+        get(port, "/metrics")
+            .map(|(_, body)| body)
+            // both streams read once: each has its lag
+            .filter(|m| {
+                ["alerts", "events"].iter().all(|stream| {
+                    m.lines().any(|l| {
+                        l.starts_with("sophos_tac_siem_lag_seconds{")
+                            && l.contains(&format!("stream=\"{stream}\""))
+                    })
+                })
             })
-            .unwrap_or_default();
-        if m.contains("sophos_tac_siem_lag_seconds{") || Instant::now() > until {
-            break m;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let _ = child.kill();
-    let _ = child.wait();
+    });
     for name in [
         "sophos_tac_siem_items_delivered_total{",
         "sophos_tac_siem_items_duplicate_total{",

@@ -5,7 +5,13 @@
 //!   acknowledged (the reasons of the others go to stderr);
 //! - `kafka_bench wait BROKERS TOPIC N`: reads TOPIC from the start until it has seen N
 //!   messages, and prints how long the first message took to appear and how long the N
-//!   took after it, in seconds (10 minutes at most).
+//!   took after it, in seconds (10 minutes at most);
+//! - `kafka_bench copy BROKERS FROM TO GROUP`: the plain copy the benchmark compares
+//!   with: consumes FROM in consumer group GROUP and produces each message as it is to
+//!   TO (idempotent, `acks=all`, zstd, as sophos-tac's producer), committing what it
+//!   consumed every 2,000 messages without waiting for the acknowledgements (the pace of
+//!   the broker and the client, not a copy safe in a crash), until it is killed (10
+//!   minutes at most).
 
 use std::io::BufRead;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::ClientContext;
+use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -46,7 +53,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     match args.get(1..).unwrap_or_default() {
         [cmd, brokers, topic, file] if cmd == "produce" => produce(brokers, topic, file),
         [cmd, brokers, topic, n] if cmd == "wait" => wait(brokers, topic, n.parse()?),
-        _ => Err("usage: kafka_bench produce BROKERS TOPIC FILE | wait BROKERS TOPIC N".into()),
+        [cmd, brokers, from, to, group] if cmd == "copy" => copy(brokers, from, to, group),
+        _ => Err("usage: kafka_bench produce BROKERS TOPIC FILE | wait BROKERS TOPIC N | copy BROKERS FROM TO GROUP".into()),
     }
 }
 
@@ -122,5 +130,52 @@ fn wait(brokers: &str, topic: &str, n: u64) -> Result<(), Box<dyn std::error::Er
         (first - started).as_secs_f64(),
         first.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+fn copy(brokers: &str, from: &str, to: &str, group: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    consumer.subscribe(&[from])?;
+    let producer: BaseProducer<Acks> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", "zstd")
+        .set("linger.ms", "5")
+        .create_with_context(Acks::default())?;
+    let bound = Instant::now() + Duration::from_secs(600);
+    let mut taken = 0u64;
+    while Instant::now() < bound {
+        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let m = message?;
+        let mut record = BaseRecord::<[u8], [u8]>::to(to).payload(m.payload().unwrap_or_default());
+        if let Some(key) = m.key() {
+            record = record.key(key);
+        }
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    producer.poll(Duration::from_millis(1));
+                    record = back;
+                }
+            }
+        }
+        producer.poll(Duration::ZERO);
+        taken += 1;
+        if taken % 2000 == 0 {
+            // Not waiting for the acknowledgements: the copy is the broker's and the
+            // client's pace, not a copy that could not lose messages in a crash.
+            consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Async)?;
+        }
+    }
+    producer.flush(Duration::from_secs(60))?;
     Ok(())
 }

@@ -297,7 +297,7 @@ impl Sink for KafkaSink {
                             && Instant::now() < deadline =>
                     {
                         // The local queue is full: let deliveries drain, then again.
-                        self.producer.poll(Duration::from_millis(100));
+                        self.producer.poll(Duration::from_millis(1));
                         record = back;
                     }
                     Err((e, _)) if refused_for_good(&e) => {
@@ -319,7 +319,7 @@ impl Sink for KafkaSink {
             reports.len()
         };
         while outcomes(&self.producer) < sent && Instant::now() < deadline {
-            self.producer.poll(Duration::from_millis(50));
+            self.producer.poll(Duration::from_millis(1));
         }
         let reported = std::mem::take(&mut *lock(&self.producer.context().outcomes));
         let outcomes = this_delivery(delivery, lines.len(), reported);

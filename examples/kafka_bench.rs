@@ -4,8 +4,9 @@
 //!   over its partitions, waits for every delivery report, and prints how many were
 //!   acknowledged (the reasons of the others go to stderr);
 //! - `kafka_bench wait BROKERS TOPIC N`: reads TOPIC from the start until it has seen N
-//!   messages, and prints how long the first message took to appear and how long the N
-//!   took after it, in seconds (10 minutes at most);
+//!   messages, and prints how long the first message took to appear, and the time
+//!   between the first and the last message's producer timestamps, in seconds (10
+//!   minutes at most);
 //! - `kafka_bench copy BROKERS FROM TO GROUP`: the plain copy the benchmark compares
 //!   with: consumes FROM in consumer group GROUP and produces each message as it is to
 //!   TO (idempotent, `acks=all`, zstd, as sophos-tac's producer), committing what it
@@ -111,29 +112,44 @@ fn wait(brokers: &str, topic: &str, n: u64) -> Result<(), Box<dyn std::error::Er
     let started = Instant::now();
     let bound = started + Duration::from_secs(600);
     let (mut seen, mut first) = (0u64, None);
+    // The producer's timestamps (CreateTime, ms) of the first and the last message: the
+    // run's own pace, whatever this counter's fetches wait (up to fetch.wait.max.ms).
+    let (mut earliest, mut latest) = (i64::MAX, i64::MIN);
     while seen < n {
         if Instant::now() > bound {
             return Err(format!("{topic}: {seen} of {n} messages within 10 minutes").into());
         }
         match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(_)) => {
+            Some(Ok(m)) => {
                 first.get_or_insert_with(Instant::now);
                 seen += 1;
+                if let Some(ms) = m.timestamp().to_millis() {
+                    earliest = earliest.min(ms);
+                    latest = latest.max(ms);
+                }
             }
             Some(Err(e)) => eprintln!("{topic}: {e}"),
             None => {}
         }
     }
     let first = first.unwrap_or(started);
+    if earliest > latest {
+        return Err(format!("{topic}: no message had a timestamp").into());
+    }
     println!(
         "{:.3} {:.3}",
         (first - started).as_secs_f64(),
-        first.elapsed().as_secs_f64()
+        ((latest - earliest).max(1) as f64) / 1000.0
     );
     Ok(())
 }
 
-fn copy(brokers: &str, from: &str, to: &str, group: &str) -> Result<(), Box<dyn std::error::Error>> {
+fn copy(
+    brokers: &str,
+    from: &str,
+    to: &str,
+    group: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", group)
@@ -146,6 +162,7 @@ fn copy(brokers: &str, from: &str, to: &str, group: &str) -> Result<(), Box<dyn 
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("compression.type", "zstd")
+        .set("compression.level", "1")
         .set("linger.ms", "5")
         .create_with_context(Acks::default())?;
     let bound = Instant::now() + Duration::from_secs(600);
@@ -170,7 +187,7 @@ fn copy(brokers: &str, from: &str, to: &str, group: &str) -> Result<(), Box<dyn 
         }
         producer.poll(Duration::ZERO);
         taken += 1;
-        if taken % 2000 == 0 {
+        if taken.is_multiple_of(2000) {
             // Not waiting for the acknowledgements: the copy is the broker's and the
             // client's pace, not a copy that could not lose messages in a crash.
             consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Async)?;

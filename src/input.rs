@@ -233,6 +233,19 @@ impl<'de> de::Deserialize<'de> for Key<'de> {
     }
 }
 
+/// The lines of `bytes`, split at each `\n` (found with `memchr`), without it: a final
+/// line without one is a line too, as in [`slice::split`].
+pub fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0;
+    let mut ends = memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len()));
+    std::iter::from_fn(move || {
+        let end = ends.next()?;
+        let line = &bytes[start..end];
+        start = end + 1;
+        Some(line)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,6 +255,15 @@ mod tests {
         k.slot("meta_hostname");
         k.slot("ioc_severity");
         k
+    }
+
+    #[test]
+    fn lines_split_as_slice_split_does() {
+        for bytes in [&b""[..], b"\n", b"a", b"a\n", b"a\nb", b"\n\na\r\n\nbc\n"] {
+            let ours: Vec<&[u8]> = lines(bytes).collect();
+            let std: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+            assert_eq!(ours, std, "{bytes:?}");
+        }
     }
 
     #[test]

@@ -197,6 +197,38 @@ fn compile(source: &Source, i: usize, fields: &[Field], keys: &mut KeyIndex) -> 
     }
 }
 
+/// How a profile's documents are keyed: the rule of [`crate::sinks::document_key`],
+/// applied to the text the document is written from rather than read back from it.
+#[derive(Debug, Clone, Copy)]
+enum KeyRule {
+    /// A SIEM item's: `event.dataset` is the constant `sophos_central.{stream}`, and
+    /// `event.original` the item.
+    Item(&'static str),
+    /// A row's: `message` is the row.
+    Row,
+    /// Neither: read from the document.
+    Document,
+}
+
+impl KeyRule {
+    fn of(fields: &[Field]) -> KeyRule {
+        let original = |name: &str| {
+            fields
+                .iter()
+                .any(|f| f.name == name && matches!(f.source, Source::Original))
+        };
+        let stream = fields.iter().find_map(|f| match f.source {
+            Source::Constant(c) if f.name == "event.dataset" => c.strip_prefix("sophos_central."),
+            _ => None,
+        });
+        match stream {
+            Some(stream) if original("event.original") => KeyRule::Item(stream),
+            _ if original("message") => KeyRule::Row,
+            _ => KeyRule::Document,
+        }
+    }
+}
+
 /// Normalizes lines with one profile. Cheap to share between threads.
 #[derive(Debug, Clone)]
 pub struct Normalizer {
@@ -205,6 +237,7 @@ pub struct Normalizer {
     steps: Vec<Step>,
     layout: Layout,
     max_line_bytes: usize,
+    key_rule: KeyRule,
 }
 
 impl Normalizer {
@@ -222,12 +255,14 @@ impl Normalizer {
             .map(|(i, field)| compile(&field.source, i, fields, &mut keys))
             .collect();
         let layout = Layout::new(fields);
+        let key_rule = KeyRule::of(fields);
         Normalizer {
             profile,
             keys,
             steps,
             layout,
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            key_rule,
         }
     }
 
@@ -264,21 +299,49 @@ impl Normalizer {
         out: &mut Vec<u8>,
         warnings: &mut Warnings,
     ) -> LineOutcome {
-        match self.try_normalize(line, out, warnings) {
-            Ok(true) => LineOutcome::Normalized,
-            Ok(false) => LineOutcome::Blank,
-            Err(reason) => LineOutcome::Rejected(reason),
-        }
+        self.normalize_line_keyed(line, out, warnings, None)
     }
 
-    fn try_normalize(
+    /// As [`Normalizer::normalize_line`], and on [`LineOutcome::Normalized`] sets `key`
+    /// to the document's key: [`crate::sinks::document_key`] of it, computed from the
+    /// row it is written from rather than read back from the document (the same key,
+    /// for less work).
+    pub fn normalize_line_keyed(
         &self,
         line: &[u8],
         out: &mut Vec<u8>,
         warnings: &mut Warnings,
-    ) -> Result<bool, RejectReason> {
+        key: Option<&mut String>,
+    ) -> LineOutcome {
+        let at = out.len();
+        match self.try_normalize(line, out, warnings) {
+            Ok(Some(text)) => {
+                if let Some(key) = key {
+                    *key = match self.key_rule {
+                        KeyRule::Item(stream) => crate::row::item_key(stream, &text),
+                        KeyRule::Row => crate::row::key(&text),
+                        KeyRule::Document => {
+                            crate::sinks::document_key(&out[at..out.len().saturating_sub(1)])
+                        }
+                    };
+                }
+                LineOutcome::Normalized
+            }
+            Ok(None) => LineOutcome::Blank,
+            Err(reason) => LineOutcome::Rejected(reason),
+        }
+    }
+
+    /// Writes the line's document; gives the text it keeps whole (`message`, or
+    /// `event.original`), `None` for a blank line.
+    fn try_normalize<'l>(
+        &self,
+        line: &'l [u8],
+        out: &mut Vec<u8>,
+        warnings: &mut Warnings,
+    ) -> Result<Option<Cow<'l, str>>, RejectReason> {
         let Some(text) = input::line_text(line, self.max_line_bytes)? else {
-            return Ok(false);
+            return Ok(None);
         };
         // One rule for lone surrogate escapes, wherever they stand: the row is read with
         // U+FFFD in their place, and counted. A raw row's `message` is the line as
@@ -288,8 +351,11 @@ impl Normalizer {
         let fixed = value::replace_lone_surrogates(text);
         let parsed = fixed.as_deref().unwrap_or(text);
         let mut replaced = fixed.is_some();
-        match input::parse_line(parsed, &self.keys)? {
-            Record::Raw(row) => self.emit(Value::Str(Cow::Borrowed(text)), &row, out, warnings),
+        let whole = match input::parse_line(parsed, &self.keys)? {
+            Record::Raw(row) => {
+                self.emit(Value::Str(Cow::Borrowed(text)), &row, out, warnings);
+                Cow::Borrowed(text)
+            }
             Record::Envelope { message } => {
                 let inner = value::unquote(message.get())
                     .ok_or_else(|| RejectReason::BrokenEnvelope("unreadable string".into()))?;
@@ -300,12 +366,14 @@ impl Normalizer {
                     &self.keys,
                 )?;
                 self.emit(Value::Literal(message.get()), &row, out, warnings);
+                // The document's `message` is the literal, which reads as `inner`.
+                Cow::Owned(inner.into_owned())
             }
-        }
+        };
         if replaced {
             warnings.lone_surrogates += 1;
         }
-        Ok(true)
+        Ok(Some(whole))
     }
 
     fn emit<'a>(

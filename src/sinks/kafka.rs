@@ -2,8 +2,8 @@
 //! output's `_id`), so that a row's copies land on one partition and a compacted topic
 //! keeps one.
 //!
-//! The producer is idempotent with `acks=all` and zstd compression by default (any
-//! librdkafka property can replace them). [`Sink::deliver`] returns once every message of
+//! The producer is idempotent with `acks=all` and zstd compression (level 1) by default
+//! (any librdkafka property can replace them). [`Sink::deliver`] returns once every message of
 //! the batch has its delivery report: that report is the acknowledgement. A message the
 //! broker refuses for good (too large, invalid) goes to the dead-letter file with the
 //! broker's reason; a message that cannot be delivered in `message.timeout.ms` (a broker
@@ -12,6 +12,7 @@
 //! dead-letter file. Kafka cannot take a message back: after a crash a window may be
 //! produced twice (at least once), with the same keys.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -31,6 +32,9 @@ pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("enable.idempotence", "true"),
     ("acks", "all"),
     ("compression.type", "zstd"),
+    // zstd's level 1: on our documents, in the producer's 1 MB batches, smaller than its
+    // default level 3 and cheaper (BENCHMARKS.md, "Kafka").
+    ("compression.level", "1"),
     // A broker that does not acknowledge within a minute fails the delivery (librdkafka
     // retries inside that time); 5 minutes is librdkafka's own default.
     ("message.timeout.ms", "60000"),
@@ -56,15 +60,31 @@ pub struct KafkaStats {
     pub dead_lettered: u64,
 }
 
-/// One delivery report: the delivery's number, the message's index in it, the outcome.
-type Report = (u64, usize, Result<(), KafkaError>);
+/// One message's delivery report: its index in its batch, and the outcome.
+type Outcome = (usize, Result<(), KafkaError>);
+
+/// A batch handed to the producer, waiting for its reports.
+struct Pending {
+    /// Its number, carried by each of its messages' reports.
+    delivery: u64,
+    /// Its documents, for the dead-letter file.
+    ndjson: Vec<u8>,
+    /// Each document's key.
+    keys: Vec<String>,
+    /// Messages the producer took: each gets one report.
+    sent: usize,
+    /// Documents the producer did not take, with the reason.
+    undelivered: Vec<(usize, String)>,
+    /// When its reports are late (`message.timeout.ms` + 30 s after it was handed over).
+    deadline: Instant,
+}
 
 /// Delivery reports, as librdkafka hands them over, and the client's last error.
 struct Reports {
-    /// `(delivery, message index, outcome)`: a report of an earlier delivery (one that
-    /// gave up with messages still queued) can arrive during a later one, and is told
-    /// apart by its delivery number.
-    outcomes: Mutex<Vec<Report>>,
+    /// The reports of each delivery, by its number: a report of an earlier delivery (one
+    /// that gave up with messages still queued) can arrive during a later one, and is
+    /// told apart by its number.
+    outcomes: Mutex<BTreeMap<u64, Vec<Outcome>>>,
     /// The last error the client reported (a TLS handshake, an authentication, a
     /// connection), which a failed delivery's message gives as its likely cause.
     last_error: Mutex<Option<String>>,
@@ -92,7 +112,10 @@ impl ProducerContext for Reports {
             Err((e, _)) => Err(e.clone()),
         };
         let (delivery, index) = *opaque;
-        lock(&self.outcomes).push((delivery, index, outcome));
+        lock(&self.outcomes)
+            .entry(delivery)
+            .or_default()
+            .push((index, outcome));
     }
 }
 
@@ -108,8 +131,10 @@ pub struct KafkaSink {
     /// How long a delivery may wait for its reports (`message.timeout.ms` or its alias
     /// `delivery.timeout.ms`, + a margin).
     wait: Duration,
-    /// The number of the delivery under way, carried by each message's report.
+    /// The number of the last delivery handed over, carried by each message's report.
     delivery: u64,
+    /// Batches handed over and not settled yet, oldest first.
+    pending: VecDeque<Pending>,
 }
 
 impl std::fmt::Debug for KafkaSink {
@@ -121,20 +146,21 @@ impl std::fmt::Debug for KafkaSink {
     }
 }
 
-/// Each message's outcome in delivery `delivery` of `messages` messages, from the reports
-/// received: `None` where none came. Reports of an earlier delivery (one that gave up with
-/// messages still queued), out of range or repeated are not this delivery's: they are
-/// left out, never counted for it.
-fn this_delivery(
-    delivery: u64,
-    messages: usize,
-    reported: Vec<Report>,
-) -> Vec<Option<Result<(), KafkaError>>> {
+/// Takes delivery `delivery`'s reports out of `reports`, and drops those of the earlier
+/// deliveries (ones that gave up with messages still queued): they are no longer anyone's.
+/// The later deliveries' reports stay.
+fn take_reports(reports: &mut BTreeMap<u64, Vec<Outcome>>, delivery: u64) -> Vec<Outcome> {
+    let later = reports.split_off(&(delivery + 1));
+    let mine = reports.remove(&delivery).unwrap_or_default();
+    *reports = later;
+    mine
+}
+
+/// Each message's outcome in a batch of `messages` messages, from its reports: `None`
+/// where none came. Reports out of range or repeated are left out, never counted twice.
+fn this_delivery(messages: usize, reported: Vec<Outcome>) -> Vec<Option<Result<(), KafkaError>>> {
     let mut outcomes: Vec<Option<Result<(), KafkaError>>> = vec![None; messages];
-    for (d, i, outcome) in reported {
-        if d != delivery {
-            continue;
-        }
+    for (i, outcome) in reported {
         if let Some(slot @ None) = outcomes.get_mut(i) {
             *slot = Some(outcome);
         }
@@ -161,7 +187,7 @@ fn producer(cfg: &KafkaSinkConfig) -> Result<BaseProducer<Reports>, String> {
     cfg.kafka
         .client_config(PRODUCER_DEFAULTS)
         .create_with_context(Reports {
-            outcomes: Mutex::new(Vec::new()),
+            outcomes: Mutex::new(BTreeMap::new()),
             last_error: Mutex::new(None),
         })
         .map_err(|e| e.to_string())
@@ -195,6 +221,7 @@ impl KafkaSink {
             stats: KafkaStats::default(),
             wait: Duration::from_millis(timeout_ms) + Duration::from_secs(30),
             delivery: 0,
+            pending: VecDeque::new(),
             keep_undelivered: !context.replays,
             cfg,
         })
@@ -261,23 +288,15 @@ impl KafkaSink {
     }
 }
 
-impl Sink for KafkaSink {
-    fn name(&self) -> String {
-        self.cfg.kafka.url()
-    }
-
-    fn mark(&mut self) -> Result<String, Error> {
-        Ok(String::new())
-    }
-
-    fn deliver(&mut self, ndjson: &[u8], ids: Option<&[String]>) -> Result<(), Error> {
+impl KafkaSink {
+    /// Hands a batch's messages to the producer (waiting only while its local queue is
+    /// full) and adds the batch to the pending ones.
+    fn hand_over(&mut self, ndjson: &[u8], ids: Option<&[String]>) -> Result<(), Error> {
         let (keys, lines): (Vec<String>, Vec<&[u8]>) =
             super::keyed_documents(ndjson, ids).into_iter().unzip();
         self.delivery += 1;
         let delivery = self.delivery;
-        let context = self.producer.context();
-        lock(&context.outcomes).clear();
-        *lock(&context.last_error) = None;
+        *lock(&self.producer.context().last_error) = None;
         let deadline = Instant::now() + self.wait;
         let mut undelivered: Vec<(usize, String)> = Vec::new();
         let mut sent = 0;
@@ -297,6 +316,7 @@ impl Sink for KafkaSink {
                             && Instant::now() < deadline =>
                     {
                         // The local queue is full: let deliveries drain, then again.
+                        // (`poll` blocks for its whole timeout: short steps.)
                         self.producer.poll(Duration::from_millis(1));
                         record = back;
                     }
@@ -311,18 +331,30 @@ impl Sink for KafkaSink {
                 }
             }
         }
-        // Every message sent gets one report, within message.timeout.ms; reports of an
-        // earlier delivery are not this one's.
-        let outcomes = |p: &BaseProducer<Reports>| {
-            let mut reports = lock(&p.context().outcomes);
-            reports.retain(|(d, _, _)| *d == delivery);
-            reports.len()
-        };
-        while outcomes(&self.producer) < sent && Instant::now() < deadline {
-            self.producer.poll(Duration::from_millis(1));
-        }
-        let reported = std::mem::take(&mut *lock(&self.producer.context().outcomes));
-        let outcomes = this_delivery(delivery, lines.len(), reported);
+        self.pending.push_back(Pending {
+            delivery,
+            ndjson: ndjson.to_vec(),
+            keys,
+            sent,
+            undelivered,
+            deadline,
+        });
+        Ok(())
+    }
+
+    /// The outcome of a pending batch whose reports are in (or late): the messages
+    /// acknowledged are counted, the ones refused for good kept in the dead-letter file,
+    /// and the delivery fails if any other was not acknowledged.
+    fn finish(&mut self, pending: Pending, reported: Vec<Outcome>) -> Result<(), Error> {
+        let Pending {
+            ndjson,
+            keys,
+            sent,
+            mut undelivered,
+            ..
+        } = pending;
+        let lines: Vec<&[u8]> = super::documents(&ndjson).collect();
+        let outcomes = this_delivery(lines.len(), reported);
         let has_report: Vec<bool> = outcomes.iter().map(Option::is_some).collect();
         for (i, outcome) in outcomes.into_iter().enumerate() {
             let Some(outcome) = outcome else { continue };
@@ -347,6 +379,74 @@ impl Sink for KafkaSink {
             undelivered.sort();
             self.give_up(&undelivered, &lines, &keys)
         }
+    }
+}
+
+impl Sink for KafkaSink {
+    fn name(&self) -> String {
+        self.cfg.kafka.url()
+    }
+
+    fn mark(&mut self) -> Result<String, Error> {
+        Ok(String::new())
+    }
+
+    fn deliver(&mut self, ndjson: &[u8], ids: Option<&[String]>) -> Result<(), Error> {
+        // Acknowledgements come in order: the batches submitted before this one first.
+        while !self.pending.is_empty() {
+            self.settle(self.wait)?;
+        }
+        self.hand_over(ndjson, ids)?;
+        while !self.pending.is_empty() {
+            self.settle(self.wait)?;
+        }
+        Ok(())
+    }
+
+    /// Hands the messages to the producer and returns; a sink that keeps a failed
+    /// batch's documents aside delivers at once.
+    fn submit(&mut self, ndjson: &[u8], ids: Option<&[String]>) -> Result<(), Error> {
+        if self.keep_undelivered {
+            return self.deliver(ndjson, ids);
+        }
+        self.hand_over(ndjson, ids)
+    }
+
+    fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Every message sent gets one report, within `message.timeout.ms`: the oldest batch
+    /// is settled once all of its messages have theirs, or when they are late.
+    fn settle(&mut self, wait: Duration) -> Result<(), Error> {
+        let Some(front) = self.pending.front() else {
+            return Ok(());
+        };
+        let (delivery, sent, deadline) = (front.delivery, front.sent, front.deadline);
+        let until = (Instant::now() + wait).min(deadline);
+        let reported = |p: &BaseProducer<Reports>| {
+            lock(&p.context().outcomes)
+                .get(&delivery)
+                .map_or(0, Vec::len)
+        };
+        // `poll` blocks for its whole timeout: short steps, and at least one.
+        self.producer.poll(Duration::ZERO);
+        while reported(&self.producer) < sent && Instant::now() < until {
+            self.producer.poll(Duration::from_millis(1));
+        }
+        if reported(&self.producer) < sent && Instant::now() < deadline {
+            return Ok(());
+        }
+        let Some(pending) = self.pending.pop_front() else {
+            return Ok(());
+        };
+        let reported = take_reports(&mut lock(&self.producer.context().outcomes), delivery);
+        let outcome = self.finish(pending, reported);
+        if outcome.is_err() {
+            // The later batches are given up on with it: their caller reads them again.
+            self.pending.clear();
+        }
+        outcome
     }
 
     fn repair(&mut self, _mark: &str) -> Result<(), Error> {
@@ -426,21 +526,31 @@ mod tests {
                 RDKafkaErrorCode::MessageTimedOut,
             ))
         };
-        let reported = vec![
-            // delivery 1 gave up with messages 0..5 queued; their reports come now
-            (1, 4, Ok(())),
-            (1, 0, timed_out()),
-            // this delivery's (2) two messages
-            (2, 1, Ok(())),
-            (2, 1, timed_out()), // a second report for the same message
-            (2, 7, Ok(())),      // out of range: not a message of this delivery
-        ];
-        let outcomes = this_delivery(2, 2, reported);
+        let mut reports: BTreeMap<u64, Vec<Outcome>> = BTreeMap::new();
+        // delivery 1 gave up with messages 0..5 queued; their reports come now
+        reports.insert(1, vec![(4, Ok(())), (0, timed_out())]);
+        // this delivery's (2) two messages
+        reports.insert(
+            2,
+            vec![
+                (1, Ok(())),
+                (1, timed_out()), // a second report for the same message
+                (7, Ok(())),      // out of range: not a message of this delivery
+            ],
+        );
+        // delivery 3, handed over after this one, is still pending
+        reports.insert(3, vec![(0, Ok(()))]);
+        let outcomes = this_delivery(2, take_reports(&mut reports, 2));
         assert_eq!(outcomes.len(), 2);
         assert!(
             outcomes[0].is_none(),
             "message 0 of delivery 2 has no report yet"
         );
         assert!(matches!(outcomes[1], Some(Ok(()))));
+        assert_eq!(
+            reports.keys().copied().collect::<Vec<_>>(),
+            [3],
+            "delivery 1's reports are dropped, delivery 3's kept for it"
+        );
     }
 }

@@ -282,12 +282,15 @@ pub fn document_key(doc: &[u8]) -> String {
     crate::row::key(text)
 }
 
+/// A batch's documents: its non-empty lines, without their newlines.
+pub fn documents(ndjson: &[u8]) -> impl Iterator<Item = &[u8]> {
+    crate::input::lines(ndjson).filter(|l| !l.is_empty())
+}
+
 /// A batch's documents (its non-empty lines), each with its key: the one `ids` gives for
 /// it, or else its row's key ([`document_key`]).
 pub fn keyed_documents<'a>(ndjson: &'a [u8], ids: Option<&[String]>) -> Vec<(String, &'a [u8])> {
-    ndjson
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
+    documents(ndjson)
         .enumerate()
         .map(|(i, line)| {
             let key = ids
@@ -310,6 +313,28 @@ pub trait Sink: Send {
     fn deliver(&mut self, ndjson: &[u8], ids: Option<&[String]>) -> Result<(), Error>;
     /// Undoes whatever was delivered after `mark` (after a crash).
     fn repair(&mut self, mark: &str) -> Result<(), Error>;
+    /// Starts delivering a batch, and returns without waiting for its acknowledgement
+    /// where the sink can (Kafka hands the messages to its producer); the batch is then
+    /// [pending](Sink::pending) until [`Sink::settle`] hears of it. Acknowledgements come
+    /// back in the order the batches were submitted. A sink that cannot deliver in the
+    /// background delivers at once, as [`Sink::deliver`] (the default), and so does one
+    /// that keeps a failed batch's documents aside ([`SinkContext::replays`] false): its
+    /// caller does not deliver them again, so each batch is settled before the next.
+    fn submit(&mut self, ndjson: &[u8], ids: Option<&[String]>) -> Result<(), Error> {
+        self.deliver(ndjson, ids)
+    }
+    /// Batches submitted and not acknowledged yet: the oldest `n − pending()` of the `n`
+    /// submitted are acknowledged (durable). Zero for a sink that delivers at once.
+    fn pending(&self) -> usize {
+        0
+    }
+    /// Waits up to `wait` for the oldest pending batch's acknowledgement (nothing to do
+    /// when none is pending). `Ok` whether or not it came within `wait` ([`Sink::pending`]
+    /// tells); an error when that batch failed — then every pending batch is given up on,
+    /// and none of them is to be taken as delivered.
+    fn settle(&mut self, _wait: std::time::Duration) -> Result<(), Error> {
+        Ok(())
+    }
     /// Called once a delivery is acknowledged and recorded: a safe point to rotate.
     fn committed(&mut self) -> Result<(), Error> {
         Ok(())
@@ -358,6 +383,15 @@ impl<S: Sink + ?Sized> Sink for Box<S> {
     }
     fn repair(&mut self, mark: &str) -> Result<(), Error> {
         (**self).repair(mark)
+    }
+    fn submit(&mut self, ndjson: &[u8], ids: Option<&[String]>) -> Result<(), Error> {
+        (**self).submit(ndjson, ids)
+    }
+    fn pending(&self) -> usize {
+        (**self).pending()
+    }
+    fn settle(&mut self, wait: std::time::Duration) -> Result<(), Error> {
+        (**self).settle(wait)
     }
     fn committed(&mut self) -> Result<(), Error> {
         (**self).committed()

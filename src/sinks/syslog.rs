@@ -517,7 +517,7 @@ impl Sink for SyslogSink {
         let udp = self.cfg.transport == Transport::Udp;
         let mut frames: Vec<Vec<u8>> = Vec::new();
         let mut docs: Vec<&[u8]> = Vec::new();
-        for doc in ndjson.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        for doc in super::documents(ndjson) {
             let frame = message(&self.cfg, doc);
             if udp && frame.len() > MAX_UDP_MESSAGE {
                 self.stats.oversize += 1;

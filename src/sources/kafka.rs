@@ -4,20 +4,27 @@
 //! Source → transform → sink, with acknowledgements flowing back: messages are taken in
 //! batches (up to [`SourceOptions::batch_messages`], or what arrives within
 //! [`SourceOptions::batch_wait`]); each message is a line, a raw row or an envelope, as in
-//! a file (a message holding several lines is read line by line). The batch's documents
-//! go to the sink in one delivery; once it returns, the rejects are made durable, and the
-//! next offset of each partition in the batch is committed. A crash between the two
-//! repeats the batch (at least once; an index's deterministic `_id` makes that exactly
-//! once). Several processes with the same group share the topic's partitions; when one
-//! dies, the others take its partitions over from its last commit.
+//! a file (a message holding several lines is read line by line). A batch is normalized
+//! on [`SourceOptions::threads`] threads and [submitted](Sink::submit) to the sink in one
+//! piece; while the sink delivers it (a Kafka output in the background), the next batches
+//! are read and normalized. At most [`SourceOptions::in_flight`] batches are
+//! unacknowledged at once, so memory is bounded by them. Acknowledgements come back in
+//! order; once a batch's is in, the rejects are made durable, and the next offset of
+//! each partition in the batch is committed: never an offset past a batch not yet
+//! acknowledged. A crash between the two repeats the batches in flight (at least once; an
+//! index's deterministic `_id` makes that exactly once). Several processes with the same
+//! group share the topic's partitions; when one dies, the others take its partitions
+//! over from its last commit.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::Message;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaResult;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use crate::error::Error;
@@ -36,12 +43,25 @@ pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("heartbeat.interval.ms", "2000"),
 ];
 
-/// Logs the group's rebalances: which partitions this member gets and gives up.
-struct Membership;
+/// Logs the group's rebalances (which partitions this member gets and gives up), and
+/// counts the commits the group refused.
+#[derive(Default)]
+struct Membership {
+    /// Commits refused (asynchronous ones are told of in `commit_callback`).
+    refused: AtomicU64,
+}
 
 impl ClientContext for Membership {}
 
 impl ConsumerContext for Membership {
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            // Partitions taken away in a rebalance: their new owner repeats the batches.
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, "the group refused a commit (a rebalance): those batches will be read again");
+        }
+    }
+
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let partitions = |tpl: &TopicPartitionList| -> Vec<i32> {
             tpl.elements().iter().map(|e| e.partition()).collect()
@@ -67,7 +87,15 @@ pub struct SourceOptions {
     pub batch_wait: Duration,
     /// How long a commit, or a lag query, may take.
     pub request_timeout: Duration,
+    /// Threads that normalize a batch.
+    pub threads: usize,
+    /// The most batches submitted to the sink and not acknowledged yet.
+    pub in_flight: usize,
 }
+
+/// Batches in flight unless told otherwise: with batches of 2,000, enough to keep a
+/// producer busy while the next batch is normalized (measured in BENCHMARKS.md).
+pub const DEFAULT_IN_FLIGHT: usize = 4;
 
 impl Default for SourceOptions {
     fn default() -> Self {
@@ -75,6 +103,8 @@ impl Default for SourceOptions {
             batch_messages: 2_000,
             batch_wait: Duration::from_millis(200),
             request_timeout: Duration::from_secs(10),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            in_flight: DEFAULT_IN_FLIGHT,
         }
     }
 }
@@ -88,7 +118,8 @@ pub struct SourceSummary {
     pub counts: LineCounts,
     /// Batches delivered and committed.
     pub batches: u64,
-    /// Commits the group refused (during a rebalance: another member repeats the batch).
+    /// Commits the group refused (during a rebalance: another member repeats the
+    /// batches).
     pub commits_refused: u64,
     /// The group's lag on the partitions this member held at the end: messages after
     /// the committed offsets; `None` when it could not be read.
@@ -130,7 +161,7 @@ pub fn run(
         config.set("group.id", &group);
     }
     let consumer: BaseConsumer<Membership> = config
-        .create_with_context(Membership)
+        .create_with_context(Membership::default())
         .map_err(|e| err(e.to_string()))?;
     consumer
         .subscribe(&[&kafka.topic])
@@ -138,72 +169,71 @@ pub fn run(
     tracing::info!(url = %kafka.url(), group, "joining the consumer group");
     let mut summary = SourceSummary::default();
     summary.counts.warnings = normalizer.new_warnings();
-    let mut out = Vec::new();
-    while !stop.load(Ordering::SeqCst) {
-        out.clear();
-        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-        let mut taken = 0;
-        // The batch's wait starts with its first message.
-        let mut first: Option<Instant> = None;
-        while taken < options.batch_messages && !stop.load(Ordering::SeqCst) {
-            let wait = match first {
-                None => Duration::from_millis(100),
-                Some(t) => match options.batch_wait.checked_sub(t.elapsed()) {
-                    Some(left) => left,
-                    None => break,
-                },
-            };
-            match consumer.poll(wait) {
-                None => {
-                    if first.is_some() {
-                        break;
-                    }
-                }
-                Some(Err(e)) => {
-                    // Brokers down, a rebalance: librdkafka recovers by itself.
-                    tracing::warn!(url = %kafka.url(), error = %e, "consumer");
-                }
-                Some(Ok(m)) => {
-                    first.get_or_insert_with(Instant::now);
-                    taken += 1;
-                    summary.messages += 1;
-                    next.insert(m.partition(), m.offset() + 1);
-                    let place = (m.topic(), m.partition(), m.offset());
-                    let payload = m.payload().unwrap_or_default();
-                    transform(
-                        normalizer,
-                        payload,
-                        place,
-                        &mut out,
-                        &mut summary.counts,
-                        observer,
-                    )?;
-                }
+    let mut flight = InFlight::default();
+    let mut batch = Batch::default();
+    // Buffers kept from batch to batch: fresh ones would cost page faults each time.
+    let (mut parts, mut out) = (Vec::new(), Vec::new());
+    let outcome = (|| -> Result<(), Error> {
+        while !stop.load(Ordering::SeqCst) {
+            read(&consumer, options, stop, &mut batch, kafka);
+            // What the sink acknowledged meanwhile is committed first.
+            flight.settle_ready(sink)?;
+            flight.commit(
+                &consumer,
+                &kafka.topic,
+                observer,
+                &mut summary,
+                sink.pending(),
+            )?;
+            if batch.messages.is_empty() {
+                continue;
             }
-        }
-        if next.is_empty() {
-            continue;
-        }
-        if !out.is_empty() {
-            sink.deliver(&out, None)?;
-        }
-        observer.before_commit()?;
-        let mut offsets = TopicPartitionList::new();
-        for (partition, offset) in &next {
-            offsets
-                .add_partition_offset(&kafka.topic, *partition, Offset::Offset(*offset))
-                .map_err(|e| err(e.to_string()))?;
-        }
-        match consumer.commit(&offsets, CommitMode::Sync) {
-            Ok(()) => summary.batches += 1,
-            Err(e) => {
-                // Partitions taken away in a rebalance: their new owner repeats the batch.
-                summary.commits_refused += 1;
-                tracing::warn!(url = %kafka.url(), error = %e, "the group refused a commit (a rebalance): the batch will be read again");
+            summary.messages += batch.messages.len() as u64;
+            transform_batch(
+                normalizer,
+                &kafka.topic,
+                &batch,
+                options.threads,
+                &mut parts,
+            );
+            out.clear();
+            let mut ids = Vec::with_capacity(batch.messages.len());
+            for part in &mut parts {
+                summary.counts.merge(&part.counts);
+                for reject in &part.rejects {
+                    observer.reject(reject)?;
+                }
+                out.extend_from_slice(&part.out);
+                ids.append(&mut part.ids);
             }
+            let submitted = !out.is_empty();
+            if submitted {
+                sink.submit(&out, Some(&ids))?;
+            }
+            flight.push(std::mem::take(&mut batch.next), submitted);
+            // Bounded: past `in_flight` unacknowledged batches, wait for the oldest.
+            while sink.pending() >= options.in_flight.max(1) {
+                sink.settle(Duration::from_secs(1))?;
+            }
+            flight.commit(
+                &consumer,
+                &kafka.topic,
+                observer,
+                &mut summary,
+                sink.pending(),
+            )?;
+            observer.progress(&summary);
         }
-        observer.progress(&summary);
-    }
+        // Stopping: every batch in flight is acknowledged, then committed and waited for.
+        while sink.pending() > 0 {
+            sink.settle(Duration::from_secs(1))?;
+        }
+        flight.commit(&consumer, &kafka.topic, observer, &mut summary, 0)?;
+        flight.commit_last(&consumer, &kafka.topic, &mut summary);
+        Ok(())
+    })();
+    summary.commits_refused += consumer.context().refused.load(Ordering::Relaxed);
+    outcome?;
     summary.lag = lag(&consumer, &kafka.topic, options.request_timeout);
     tracing::info!(url = %kafka.url(), lag = summary.lag, "leaving the consumer group");
     // Dropping the consumer closes it: it leaves the group, and its partitions go to the
@@ -219,31 +249,293 @@ pub fn run(
     Ok(summary)
 }
 
-/// Normalizes one message's lines into `out`, reporting rejects.
-fn transform(
-    normalizer: &Normalizer,
-    payload: &[u8],
-    (topic, partition, offset): (&str, i32, i64),
-    out: &mut Vec<u8>,
-    counts: &mut LineCounts,
-    observer: &mut dyn SourceObserver,
-) -> Result<(), Error> {
-    // A message "row\n" is one line, not a line and a blank one.
-    let body = payload.strip_suffix(b"\n").unwrap_or(payload);
-    for line in body.split(|b| *b == b'\n') {
-        let outcome = normalizer.normalize_line(line, out, &mut counts.warnings);
-        counts.count(&outcome);
-        if let LineOutcome::Rejected(reason) = outcome {
-            let origin = Origin::Kafka {
-                topic,
-                partition,
-                offset,
-            };
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            observer.reject(&crate::reject::record(&origin, &reason, line))?;
+/// A batch of messages as read: their payloads end to end, and where each one is.
+#[derive(Default)]
+struct Batch {
+    /// The payloads, one after the other.
+    bytes: Vec<u8>,
+    /// Each message's partition, offset and payload in `bytes`.
+    messages: Vec<(i32, i64, Range<usize>)>,
+    /// The next offset of each partition in the batch: what its commit says.
+    next: BTreeMap<i32, i64>,
+}
+
+/// Takes the next batch: up to `batch_messages` messages, or what arrives within
+/// `batch_wait` of the first one (100 ms when none comes).
+fn read(
+    consumer: &BaseConsumer<Membership>,
+    options: &SourceOptions,
+    stop: &AtomicBool,
+    batch: &mut Batch,
+    kafka: &KafkaConfig,
+) {
+    batch.bytes.clear();
+    batch.messages.clear();
+    batch.next.clear();
+    // The batch's wait starts with its first message.
+    let mut first: Option<Instant> = None;
+    while batch.messages.len() < options.batch_messages && !stop.load(Ordering::SeqCst) {
+        let wait = match first {
+            None => Duration::from_millis(100),
+            Some(t) => match options.batch_wait.checked_sub(t.elapsed()) {
+                Some(left) => left,
+                None => break,
+            },
+        };
+        match consumer.poll(wait) {
+            // The batch's wait is over, or nothing came in 100 ms: the caller settles
+            // what the sink acknowledged meanwhile before it reads on.
+            None => break,
+            Some(Err(e)) => {
+                // Brokers down, a rebalance: librdkafka recovers by itself.
+                tracing::warn!(url = %kafka.url(), error = %e, "consumer");
+            }
+            Some(Ok(m)) => {
+                first.get_or_insert_with(Instant::now);
+                let payload = m.payload().unwrap_or_default();
+                let at = batch.bytes.len();
+                batch.bytes.extend_from_slice(payload);
+                batch
+                    .messages
+                    .push((m.partition(), m.offset(), at..batch.bytes.len()));
+                batch.next.insert(m.partition(), m.offset() + 1);
+            }
         }
     }
-    Ok(())
+}
+
+/// The batches submitted (or, with no document, only read), oldest first, with the
+/// offsets each one's commit gives.
+#[derive(Default)]
+struct InFlight {
+    /// Each batch's next offsets, and whether it went to the sink.
+    batches: VecDeque<(BTreeMap<i32, i64>, bool)>,
+    /// How many of them went to the sink.
+    submitted: usize,
+    /// The offsets committed so far (asynchronously), by partition.
+    committed: BTreeMap<i32, i64>,
+}
+
+impl InFlight {
+    fn push(&mut self, next: BTreeMap<i32, i64>, submitted: bool) {
+        self.submitted += usize::from(submitted);
+        self.batches.push_back((next, submitted));
+    }
+
+    /// Settles, without waiting, the acknowledgements that are in.
+    fn settle_ready(&mut self, sink: &mut dyn Sink) -> Result<(), Error> {
+        while sink.pending() > 0 {
+            let before = sink.pending();
+            sink.settle(Duration::ZERO)?;
+            if sink.pending() == before {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits, asynchronously, the batches acknowledged so far (the oldest of them,
+    /// but `sink_pending`), in order: a batch is acknowledged once it and every batch
+    /// before it are; a batch with no document, once the ones before it are. Rejects are
+    /// made durable first.
+    fn commit(
+        &mut self,
+        consumer: &BaseConsumer<Membership>,
+        topic: &str,
+        observer: &mut dyn SourceObserver,
+        summary: &mut SourceSummary,
+        sink_pending: usize,
+    ) -> Result<(), Error> {
+        let mut acknowledged = self.submitted.saturating_sub(sink_pending);
+        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+        let mut batches = 0;
+        while let Some((_, submitted)) = self.batches.front() {
+            if *submitted {
+                if acknowledged == 0 {
+                    break;
+                }
+                acknowledged -= 1;
+                self.submitted -= 1;
+            }
+            if let Some((offsets, _)) = self.batches.pop_front() {
+                next.extend(offsets);
+                batches += 1;
+            }
+        }
+        if next.is_empty() {
+            return Ok(());
+        }
+        observer.before_commit()?;
+        // An asynchronous commit's refusal is counted by `Membership::commit_callback`.
+        if commit(consumer, topic, &next, CommitMode::Async)? {
+            summary.batches += batches;
+        } else {
+            summary.commits_refused += 1;
+        }
+        self.committed.extend(next);
+        Ok(())
+    }
+
+    /// On leaving: commits again, and waits for it (as long as librdkafka's request
+    /// timeouts allow), the last offsets of the partitions this member still holds, so
+    /// that the lag read next counts them.
+    fn commit_last(
+        &mut self,
+        consumer: &BaseConsumer<Membership>,
+        topic: &str,
+        summary: &mut SourceSummary,
+    ) {
+        let held: Vec<i32> = match consumer.assignment() {
+            Ok(tpl) => tpl
+                .elements_for_topic(topic)
+                .iter()
+                .map(|e| e.partition())
+                .collect(),
+            Err(_) => return,
+        };
+        let last: BTreeMap<i32, i64> = std::mem::take(&mut self.committed)
+            .into_iter()
+            .filter(|(p, _)| held.contains(p))
+            .collect();
+        if last.is_empty() {
+            return;
+        }
+        if let Ok(false) = commit(consumer, topic, &last, CommitMode::Sync) {
+            summary.commits_refused += 1;
+        }
+    }
+}
+
+/// Commits `next` offsets of `topic`'s partitions: `Ok(false)` when the group refused
+/// (partitions taken away in a rebalance: their new owner repeats the batches).
+fn commit(
+    consumer: &BaseConsumer<Membership>,
+    topic: &str,
+    next: &BTreeMap<i32, i64>,
+    mode: CommitMode,
+) -> Result<bool, Error> {
+    let mut offsets = TopicPartitionList::new();
+    for (partition, offset) in next {
+        offsets
+            .add_partition_offset(topic, *partition, Offset::Offset(*offset))
+            .map_err(|e| Error::Write {
+                path: topic.to_string(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+    }
+    match consumer.commit(&offsets, mode) {
+        Ok(()) => Ok(true),
+        Err(e) => {
+            tracing::warn!(topic, error = %e, "the group refused a commit (a rebalance): those batches will be read again");
+            Ok(false)
+        }
+    }
+}
+
+/// What one thread made of its share of a batch.
+struct Part {
+    /// Documents, each with its newline.
+    out: Vec<u8>,
+    /// Each document's key ([`Normalizer::normalize_line_keyed`]): the sink's id.
+    ids: Vec<String>,
+    counts: LineCounts,
+    /// Reject records, in order.
+    rejects: Vec<serde_json::Value>,
+}
+
+impl Part {
+    fn new(normalizer: &Normalizer) -> Part {
+        Part {
+            out: Vec::new(),
+            ids: Vec::new(),
+            counts: LineCounts {
+                warnings: normalizer.new_warnings(),
+                ..LineCounts::default()
+            },
+            rejects: Vec::new(),
+        }
+    }
+}
+
+/// Normalizes a batch on up to `threads` threads, each taking a run of its messages, into
+/// `parts` (one per run, in the batch's order; their buffers are reused).
+fn transform_batch(
+    normalizer: &Normalizer,
+    topic: &str,
+    batch: &Batch,
+    threads: usize,
+    parts: &mut Vec<Part>,
+) {
+    let share = batch.messages.len().div_ceil(threads.max(1)).max(1);
+    let runs: Vec<&[(i32, i64, Range<usize>)]> = batch.messages.chunks(share).collect();
+    parts.truncate(runs.len());
+    while parts.len() < runs.len() {
+        parts.push(Part::new(normalizer));
+    }
+    let bytes = &batch.bytes;
+    std::thread::scope(|scope| {
+        let mut work = parts.iter_mut().zip(runs);
+        let first = work.next();
+        let others: Vec<_> = work
+            .map(|(part, run)| scope.spawn(move || transform(normalizer, topic, bytes, run, part)))
+            .collect();
+        if let Some((part, run)) = first {
+            transform(normalizer, topic, bytes, run, part);
+        }
+        for other in others {
+            // The normalizer never panics (fuzzed); if it did, the panic goes on here.
+            if let Err(panic) = other.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    });
+}
+
+/// Normalizes messages' lines into `part` (emptied first), keying each document and
+/// keeping each reject's record.
+fn transform(
+    normalizer: &Normalizer,
+    topic: &str,
+    bytes: &[u8],
+    messages: &[(i32, i64, Range<usize>)],
+    part: &mut Part,
+) {
+    part.out.clear();
+    part.ids.clear();
+    part.rejects.clear();
+    part.counts = LineCounts {
+        warnings: normalizer.new_warnings(),
+        ..LineCounts::default()
+    };
+    for (partition, offset, payload) in messages {
+        let payload = &bytes[payload.clone()];
+        // A message "row\n" is one line, not a line and a blank one.
+        let body = payload.strip_suffix(b"\n").unwrap_or(payload);
+        for line in crate::input::lines(body) {
+            let mut key = String::new();
+            let outcome = normalizer.normalize_line_keyed(
+                line,
+                &mut part.out,
+                &mut part.counts.warnings,
+                Some(&mut key),
+            );
+            part.counts.count(&outcome);
+            match outcome {
+                LineOutcome::Normalized => part.ids.push(key),
+                LineOutcome::Rejected(reason) => {
+                    let origin = Origin::Kafka {
+                        topic,
+                        partition: *partition,
+                        offset: *offset,
+                    };
+                    let line = line.strip_suffix(b"\r").unwrap_or(line);
+                    part.rejects
+                        .push(crate::reject::record(&origin, &reason, line));
+                }
+                LineOutcome::Blank => {}
+            }
+        }
+    }
 }
 
 /// Messages after the committed offsets, on the partitions this member holds.

@@ -448,6 +448,130 @@ fn a_consumer_group_shares_the_topic_and_a_member_dies() {
     eprintln!("killed one member at {at_kill} of 3000 documents; the other finished");
 }
 
+/// A member of group `g` reading `raw` into the topic `ecs` in small batches, many in
+/// flight, with acknowledgements slowed by the producer's `linger.ms`: a kill finds
+/// batches delivered and not yet acknowledged.
+fn pipelined_member(broker: &Broker, log: &Path) -> Running {
+    sophos_tac(&[
+        "normalize",
+        "--input",
+        &format!("kafka://{}/raw?group=g", broker.addr()),
+        "-o",
+        &format!("kafka://{}/ecs", broker.addr()),
+        "--kafka-batch",
+        "10",
+        "--kafka-in-flight",
+        "8",
+        "--kafka-property",
+        "linger.ms=40",
+    ])
+    .env("RUST_LOG", "warn,sophos_tac=info")
+    .current_dir(log.parent().unwrap())
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(log).unwrap())
+    .spawn()
+    .map(Running)
+    .unwrap()
+}
+
+/// Pipelined delivery, Kafka to Kafka, through `kill -9`s: every time, the offsets the
+/// group holds are never past a batch the output had not acknowledged (every row before
+/// them is in the output topic), and in the end every row is there, at least once.
+#[test]
+fn kill_9_with_batches_in_flight_never_commits_past_them() {
+    let broker = Broker::start();
+    broker.create_topic("raw", 3);
+    broker.create_topic("ecs", 3);
+    let dir = tempfile::tempdir().unwrap();
+    let lines = rows(4000);
+    produce(&broker, "raw", 3, &lines);
+    let ends: Vec<i64> = (0..3)
+        .map(|p| lines.iter().skip(p).step_by(3).count() as i64)
+        .collect();
+    // Every row before the committed offsets has its document in `ecs`.
+    let check = |at: &str| -> Vec<i64> {
+        let offsets = committed(&broker, "g", "raw", 3);
+        let delivered: BTreeSet<String> = read_topic(&broker, "ecs", 3)
+            .iter()
+            .map(|m| message(&m.payload))
+            .collect();
+        for (p, &upto) in offsets.iter().enumerate() {
+            for o in 0..upto.max(0) {
+                let row = &lines[o as usize * 3 + p];
+                assert!(
+                    delivered.contains(row),
+                    "{at}: partition {p} is committed to {upto}, but offset {o} is not in the output"
+                );
+            }
+        }
+        offsets
+    };
+    let mut rnd = rng(19);
+    let mut kills = 0;
+    for round in 0..3 {
+        let log = dir.path().join(format!("member-{round}.log"));
+        let before = committed(&broker, "g", "raw", 3);
+        let running = pipelined_member(&broker, &log);
+        // Once this member has committed something (after its join, up to 20 s on
+        // tansu), kill it a little later, while it delivers.
+        let until = Instant::now() + Duration::from_secs(120);
+        while committed(&broker, "g", "raw", 3) == before {
+            assert!(
+                Instant::now() < until,
+                "round {round}: nothing committed within 120 s:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(rnd(400)));
+        drop(running); // SIGKILL
+        let offsets = check(&format!("after kill {round}"));
+        if offsets == ends {
+            break;
+        }
+        kills += 1;
+    }
+    // The last member reads the rest, and stops on SIGTERM.
+    let log = dir.path().join("member-last.log");
+    let mut last = pipelined_member(&broker, &log);
+    let until = Instant::now() + Duration::from_secs(180);
+    while committed(&broker, "g", "raw", 3) != ends {
+        assert!(
+            Instant::now() < until,
+            "committed {:?}, ends {ends:?}:\n{}",
+            committed(&broker, "g", "raw", 3),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Command::new("kill")
+        .args(["-TERM", &last.0.id().to_string()])
+        .status()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(30);
+    while last.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < until, "no stop within 30 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    check("at the end");
+    let messages = read_topic(&broker, "ecs", 3);
+    let delivered: BTreeSet<String> = messages.iter().map(|m| message(&m.payload)).collect();
+    assert_eq!(delivered.len(), lines.len(), "every row, at least once");
+    for m in &messages {
+        assert_eq!(m.key, sophos_tac::row::key(&message(&m.payload)));
+    }
+    assert_one_partition_per_key(&messages);
+    assert!(
+        kills >= 1,
+        "no kill came before the end: the test proved nothing"
+    );
+    eprintln!(
+        "{kills} kills with batches in flight; {} messages for {} rows",
+        messages.len(),
+        lines.len()
+    );
+}
+
 /// A message the producer cannot send for good (larger than `message.max.bytes`) goes to
 /// the dead-letter file with the reason, and the run says so (status 1); the others are
 /// delivered.

@@ -86,6 +86,10 @@ pub struct NormalizeArgs {
     /// commit.
     #[arg(long, value_name = "N", default_value_t = 2000, requires = "input")]
     pub kafka_batch: usize,
+    /// With a Kafka input: the most batches delivered to the output and not yet
+    /// acknowledged; the next ones are read and normalized meanwhile.
+    #[arg(long, value_name = "N", default_value_t = sophos_tac::sources::kafka::DEFAULT_IN_FLIGHT as u8, requires = "input", value_parser = clap::value_parser!(u8).range(1..=64))]
+    pub kafka_in_flight: u8,
     /// With an Elasticsearch/OpenSearch or Kafka output: where refused documents go.
     #[arg(
         long,

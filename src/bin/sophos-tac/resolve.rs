@@ -237,6 +237,8 @@ fn normalize(a: NormalizeArgs) -> anyhow::Result<NormalizeConfig> {
         kafka_input,
         kafka_batch: sophos_tac::sources::kafka::SourceOptions {
             batch_messages: a.kafka_batch.max(1),
+            threads: options.threads,
+            in_flight: a.kafka_in_flight.into(),
             ..Default::default()
         },
         output,

@@ -3,8 +3,9 @@
 # --input kafka://…?group=G -o kafka://…`, with one consumer and then two in the group,
 # on a local tansu broker (memory storage, 127.0.0.1). The raw rows are the generated
 # corpus of bench/compare.sh, put in a 4-partition topic by examples/kafka_bench.rs. Each
-# run is timed from its first document in the output topic to its last (the group's
-# first join, up to 20 s on tansu, is left out and printed apart).
+# run is timed by its output topic, from the first document's producer timestamp to the
+# last one's (the group's first join, up to 20 s on tansu, is left out and printed
+# apart). bench/deliver.sh compares this path with the others in one run.
 #
 # usage: bench/kafka.sh [SIZE]     (default 100M; K, M, G suffixes)
 set -euo pipefail

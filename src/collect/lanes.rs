@@ -38,12 +38,39 @@ impl Collector {
         // there: recorded with each window, the next lane's first window reaches back to
         // it (after a failure or a restart too).
         let mut incomplete: Option<Timestamp> = None;
+        // The window being delivered (in a task of its own) while the next one is
+        // fetched: one at a time, so the checkpoints move in order, and memory holds at
+        // most two windows of rows.
+        let mut delivering: Option<tokio::task::JoinHandle<Result<PassSummary, CollectError>>> =
+            None;
+        // Waits for the window in flight, and adds what it did.
+        async fn settle(
+            delivering: &mut Option<tokio::task::JoinHandle<Result<PassSummary, CollectError>>>,
+            total: &mut PassSummary,
+        ) -> Result<(), CollectError> {
+            if let Some(task) = delivering.take() {
+                let s = task
+                    .await
+                    .map_err(|e| CollectError::State(format!("the delivery task failed: {e}")))??;
+                total.add(&s);
+            }
+            Ok(())
+        }
         let (checkpoint, reread) = loop {
             if self.stopping() {
+                settle(&mut delivering, &mut total).await?;
                 return Ok(total);
             }
             let now = Timestamp::now();
-            let t = lock(&self.state).tenant(&tenant.id)?;
+            let t = lock(&self.state).tenant(&tenant.id);
+            let t = match t {
+                Ok(t) => t,
+                Err(e) => {
+                    // Never leave a window in flight behind.
+                    settle(&mut delivering, &mut total).await?;
+                    return Err(e);
+                }
+            };
             let checkpoint = t.as_ref().and_then(|t| t.checkpoint_ms).map(from_ms);
             let from = match next {
                 Some(from) => from,
@@ -58,10 +85,14 @@ impl Collector {
                 tracing::debug!(tenant = %tenant.id, lag_ms, "live lane");
             }
             // A window ends past the checkpoint however dense the rows, or it would
-            // not move forward.
+            // not move forward. (With a window in flight, the checkpoint read is the one
+            // before it, and `from`, its end, is later.)
             let floor = checkpoint.map_or(from, |c| c.max(from)) + MIN_WINDOW;
             let fetch = self.fetch_window(tenant, from, floor, now);
-            let Some((to, rows)) = self.unless_stopped(fetch).await? else {
+            let fetched = self.unless_stopped(fetch).await;
+            // The window before is committed before this one is delivered.
+            settle(&mut delivering, &mut total).await?;
+            let Some((to, rows)) = fetched? else {
                 return Ok(total);
             };
             // Rows of `[now − overlap, to)` may still be on their way: unless an
@@ -78,16 +109,22 @@ impl Collector {
                 checkpoint_ms: to.as_millisecond(),
                 reread_ms: reread.map(Timestamp::as_millisecond),
             };
-            let s = self
-                .deliver_window(tenant, Lane::Live, (from, to), rows, progress)
-                .await?;
-            total.add(&s);
             next = Some(to);
             if to >= now {
                 // Caught up: the last window's end is the checkpoint now.
+                let s = self
+                    .deliver_window(tenant, Lane::Live, (from, to), rows, progress)
+                    .await?;
+                total.add(&s);
                 self.metrics.success(&tenant.id);
                 break (to, reread);
             }
+            // A backlog: the next window is fetched while this one is delivered.
+            let (me, owned) = (Arc::clone(self), tenant.clone());
+            delivering = Some(tokio::spawn(async move {
+                me.deliver_window(&owned, Lane::Live, (from, to), rows, progress)
+                    .await
+            }));
         };
         let reach = self.config.sweep_reach();
         let before = (Timestamp::now() - reach)

@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use rdkafka::Message;
 use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
@@ -60,15 +61,18 @@ pub struct KafkaStats {
     pub dead_lettered: u64,
 }
 
+/// A message's failure: the error, and the message's payload (for the dead-letter file).
+type Failure = (KafkaError, Vec<u8>);
+
 /// One message's delivery report: its index in its batch, and the outcome.
-type Outcome = (usize, Result<(), KafkaError>);
+type Outcome = (usize, Result<(), Failure>);
 
 /// A batch handed to the producer, waiting for its reports.
 struct Pending {
     /// Its number, carried by each of its messages' reports.
     delivery: u64,
-    /// Its documents, for the dead-letter file.
-    ndjson: Vec<u8>,
+    /// Its documents: a failed one's report brings its payload back.
+    documents: usize,
     /// Each document's key.
     keys: Vec<String>,
     /// Messages the producer took: each gets one report.
@@ -109,7 +113,8 @@ impl ProducerContext for Reports {
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: Box<(u64, usize)>) {
         let outcome = match result {
             Ok(_) => Ok(()),
-            Err((e, _)) => Err(e.clone()),
+            // Copied only when it failed: the batch's documents are not kept meanwhile.
+            Err((e, m)) => Err((e.clone(), m.payload().unwrap_or_default().to_vec())),
         };
         let (delivery, index) = *opaque;
         lock(&self.outcomes)
@@ -158,8 +163,8 @@ fn take_reports(reports: &mut BTreeMap<u64, Vec<Outcome>>, delivery: u64) -> Vec
 
 /// Each message's outcome in a batch of `messages` messages, from its reports: `None`
 /// where none came. Reports out of range or repeated are left out, never counted twice.
-fn this_delivery(messages: usize, reported: Vec<Outcome>) -> Vec<Option<Result<(), KafkaError>>> {
-    let mut outcomes: Vec<Option<Result<(), KafkaError>>> = vec![None; messages];
+fn this_delivery(messages: usize, reported: Vec<Outcome>) -> Vec<Option<Result<(), Failure>>> {
+    let mut outcomes: Vec<Option<Result<(), Failure>>> = vec![None; messages];
     for (i, outcome) in reported {
         if let Some(slot @ None) = outcomes.get_mut(i) {
             *slot = Some(outcome);
@@ -249,17 +254,19 @@ impl KafkaSink {
         Ok(())
     }
 
-    /// Fails the delivery; for a caller that does not deliver it again, the documents not
-    /// acknowledged are first kept in the dead-letter file with the reason. A producer
-    /// left in a fatal state (an idempotent producer whose broker lost its sequence) is
-    /// replaced for the next delivery.
+    /// Fails the delivery of `documents` documents; for a caller that does not deliver
+    /// it again (and so gives the batch's `lines`), the documents not acknowledged are
+    /// first kept in the dead-letter file with the reason. A producer left in a fatal
+    /// state (an idempotent producer whose broker lost its sequence) is replaced for the
+    /// next delivery.
     fn give_up(
         &mut self,
         undelivered: &[(usize, String)],
-        lines: &[&[u8]],
+        documents: usize,
         keys: &[String],
+        lines: Option<&[&[u8]]>,
     ) -> Result<(), Error> {
-        let kept = if self.keep_undelivered {
+        let kept = if let (true, Some(lines)) = (self.keep_undelivered, lines) {
             let path = self.dead_letter.path().to_path_buf();
             let kept = super::keep_undelivered(undelivered.len(), &path, |n| {
                 let (i, reason) = &undelivered[n];
@@ -281,9 +288,8 @@ impl KafkaSink {
             }
         }
         Err(self.err(format!(
-            "{} of {} messages not acknowledged: {first}{cause}{kept}",
+            "{} of {documents} messages not acknowledged: {first}{cause}{kept}",
             undelivered.len(),
-            lines.len()
         )))
     }
 }
@@ -333,7 +339,7 @@ impl KafkaSink {
         }
         self.pending.push_back(Pending {
             delivery,
-            ndjson: ndjson.to_vec(),
+            documents: lines.len(),
             keys,
             sent,
             undelivered,
@@ -344,31 +350,36 @@ impl KafkaSink {
 
     /// The outcome of a pending batch whose reports are in (or late): the messages
     /// acknowledged are counted, the ones refused for good kept in the dead-letter file,
-    /// and the delivery fails if any other was not acknowledged.
-    fn finish(&mut self, pending: Pending, reported: Vec<Outcome>) -> Result<(), Error> {
+    /// and the delivery fails if any other was not acknowledged. `lines`: the batch's
+    /// documents, when the caller still has them (see [`KafkaSink::give_up`]).
+    fn finish(
+        &mut self,
+        pending: Pending,
+        reported: Vec<Outcome>,
+        lines: Option<&[&[u8]]>,
+    ) -> Result<(), Error> {
         let Pending {
-            ndjson,
+            documents,
             keys,
             sent,
             mut undelivered,
             ..
         } = pending;
-        let lines: Vec<&[u8]> = super::documents(&ndjson).collect();
-        let outcomes = this_delivery(lines.len(), reported);
+        let outcomes = this_delivery(documents, reported);
         let has_report: Vec<bool> = outcomes.iter().map(Option::is_some).collect();
         for (i, outcome) in outcomes.into_iter().enumerate() {
             let Some(outcome) = outcome else { continue };
             match outcome {
                 Ok(()) => self.stats.delivered += 1,
-                Err(e) if refused_for_good(&e) => {
-                    self.keep(&keys[i], lines[i], json!(e.to_string()))?
+                Err((e, payload)) if refused_for_good(&e) => {
+                    self.keep(&keys[i], &payload, json!(e.to_string()))?
                 }
-                Err(e) => undelivered.push((i, e.to_string())),
+                Err((e, _)) => undelivered.push((i, e.to_string())),
             }
         }
         if sent > has_report.iter().filter(|r| **r).count() {
             let why = format!("no delivery report within {} s", self.wait.as_secs());
-            let sent_unreported = (0..lines.len())
+            let sent_unreported = (0..documents)
                 .filter(|i| !has_report[*i] && !undelivered.iter().any(|(u, _)| u == i));
             let missing: Vec<(usize, String)> = sent_unreported.map(|i| (i, why.clone())).collect();
             undelivered.extend(missing);
@@ -377,48 +388,13 @@ impl KafkaSink {
             Ok(())
         } else {
             undelivered.sort();
-            self.give_up(&undelivered, &lines, &keys)
+            self.give_up(&undelivered, documents, &keys, lines)
         }
     }
-}
 
-impl Sink for KafkaSink {
-    fn name(&self) -> String {
-        self.cfg.kafka.url()
-    }
-
-    fn mark(&mut self) -> Result<String, Error> {
-        Ok(String::new())
-    }
-
-    fn deliver(&mut self, ndjson: &[u8], ids: Option<&[String]>) -> Result<(), Error> {
-        // Acknowledgements come in order: the batches submitted before this one first.
-        while !self.pending.is_empty() {
-            self.settle(self.wait)?;
-        }
-        self.hand_over(ndjson, ids)?;
-        while !self.pending.is_empty() {
-            self.settle(self.wait)?;
-        }
-        Ok(())
-    }
-
-    /// Hands the messages to the producer and returns; a sink that keeps a failed
-    /// batch's documents aside delivers at once.
-    fn submit(&mut self, ndjson: &[u8], ids: Option<&[String]>) -> Result<(), Error> {
-        if self.keep_undelivered {
-            return self.deliver(ndjson, ids);
-        }
-        self.hand_over(ndjson, ids)
-    }
-
-    fn pending(&self) -> usize {
-        self.pending.len()
-    }
-
-    /// Every message sent gets one report, within `message.timeout.ms`: the oldest batch
-    /// is settled once all of its messages have theirs, or when they are late.
-    fn settle(&mut self, wait: Duration) -> Result<(), Error> {
+    /// [`Sink::settle`], with the oldest pending batch's documents when the caller has
+    /// them.
+    fn settle_with(&mut self, wait: Duration, lines: Option<&[&[u8]]>) -> Result<(), Error> {
         let Some(front) = self.pending.front() else {
             return Ok(());
         };
@@ -441,12 +417,54 @@ impl Sink for KafkaSink {
             return Ok(());
         };
         let reported = take_reports(&mut lock(&self.producer.context().outcomes), delivery);
-        let outcome = self.finish(pending, reported);
+        let outcome = self.finish(pending, reported, lines);
         if outcome.is_err() {
             // The later batches are given up on with it: their caller reads them again.
             self.pending.clear();
         }
         outcome
+    }
+}
+
+impl Sink for KafkaSink {
+    fn name(&self) -> String {
+        self.cfg.kafka.url()
+    }
+
+    fn mark(&mut self) -> Result<String, Error> {
+        Ok(String::new())
+    }
+
+    fn deliver(&mut self, ndjson: &[u8], ids: Option<&[String]>) -> Result<(), Error> {
+        // Acknowledgements come in order: the batches submitted before this one first.
+        while !self.pending.is_empty() {
+            self.settle_with(self.wait, None)?;
+        }
+        self.hand_over(ndjson, ids)?;
+        let lines: Vec<&[u8]> = super::documents(ndjson).collect();
+        while !self.pending.is_empty() {
+            self.settle_with(self.wait, Some(&lines))?;
+        }
+        Ok(())
+    }
+
+    /// Hands the messages to the producer and returns; a sink that keeps a failed
+    /// batch's documents aside delivers at once.
+    fn submit(&mut self, ndjson: &[u8], ids: Option<&[String]>) -> Result<(), Error> {
+        if self.keep_undelivered {
+            return self.deliver(ndjson, ids);
+        }
+        self.hand_over(ndjson, ids)
+    }
+
+    fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Every message sent gets one report, within `message.timeout.ms`: the oldest batch
+    /// is settled once all of its messages have theirs, or when they are late.
+    fn settle(&mut self, wait: Duration) -> Result<(), Error> {
+        self.settle_with(wait, None)
     }
 
     fn repair(&mut self, _mark: &str) -> Result<(), Error> {
@@ -522,8 +540,9 @@ mod tests {
     #[test]
     fn reports_of_an_earlier_delivery_are_not_counted_for_this_one() {
         let timed_out = || {
-            Err(KafkaError::MessageProduction(
-                RDKafkaErrorCode::MessageTimedOut,
+            Err((
+                KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut),
+                b"{}".to_vec(),
             ))
         };
         let mut reports: BTreeMap<u64, Vec<Outcome>> = BTreeMap::new();

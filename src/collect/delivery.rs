@@ -156,18 +156,18 @@ impl Collector {
                     s.duplicates += 1;
                     continue;
                 }
-                let start = out.len();
-                let outcome = self.normalizer.normalize_line(
+                // The document's key, as every path computes it: from its `message`
+                // (the row, or the row an envelope-like row holds).
+                let mut id = String::new();
+                let outcome = self.normalizer.normalize_line_keyed(
                     row.get().as_bytes(),
                     &mut out,
                     &mut s.counts.warnings,
+                    Some(&mut id),
                 );
                 s.counts.count(&outcome);
                 match outcome {
                     LineOutcome::Normalized => {
-                        // The document's key, as every path computes it: from its
-                        // `message` (the row, or the row an envelope-like row holds).
-                        let id = crate::sinks::document_key(&out[start..out.len() - 1]);
                         if id.starts_with("id:") {
                             no_customer += 1;
                         }

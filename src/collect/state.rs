@@ -336,12 +336,10 @@ impl State {
 
     /// True when the key was delivered before for this tenant.
     pub fn seen(&self, tenant: &str, key: &str) -> Result<bool, CollectError> {
+        // Prepared once (asked once per row of every window).
         self.db
-            .query_row(
-                "SELECT 1 FROM seen WHERE tenant = ?1 AND key = ?2",
-                params![tenant, key],
-                |_| Ok(()),
-            )
+            .prepare_cached("SELECT 1 FROM seen WHERE tenant = ?1 AND key = ?2")
+            .and_then(|mut stmt| stmt.query_row(params![tenant, key], |_| Ok(())))
             .optional()
             .map(|r| r.is_some())
             .map_err(db_err)

@@ -173,6 +173,15 @@ fn this_delivery(messages: usize, reported: Vec<Outcome>) -> Vec<Option<Result<(
     outcomes
 }
 
+/// Serves the producer's delivery reports after a short sleep. Not `poll(timeout)`:
+/// rdkafka's `BaseProducer::poll` returns only at its deadline, however early the reports
+/// come, and spins through the deadline's last millisecond (a `poll` of 1 ms is a busy
+/// wait, which on a small machine takes the core the producer and the broker need).
+fn wait_a_little(producer: &BaseProducer<Reports>) {
+    std::thread::sleep(Duration::from_micros(200));
+    producer.poll(Duration::ZERO);
+}
+
 /// Errors a broker gives for good to one message: it goes to the dead-letter file.
 fn refused_for_good(e: &KafkaError) -> bool {
     use RDKafkaErrorCode::*;
@@ -322,8 +331,7 @@ impl KafkaSink {
                             && Instant::now() < deadline =>
                     {
                         // The local queue is full: let deliveries drain, then again.
-                        // (`poll` blocks for its whole timeout: short steps.)
-                        self.producer.poll(Duration::from_millis(1));
+                        wait_a_little(&self.producer);
                         record = back;
                     }
                     Err((e, _)) if refused_for_good(&e) => {
@@ -405,10 +413,9 @@ impl KafkaSink {
                 .get(&delivery)
                 .map_or(0, Vec::len)
         };
-        // `poll` blocks for its whole timeout: short steps, and at least one.
         self.producer.poll(Duration::ZERO);
         while reported(&self.producer) < sent && Instant::now() < until {
-            self.producer.poll(Duration::from_millis(1));
+            wait_a_little(&self.producer);
         }
         if reported(&self.producer) < sent && Instant::now() < deadline {
             return Ok(());

@@ -193,6 +193,50 @@ fn contract(d: &dyn Destination) {
     assert_eq!(sink.dead_lettered(), 0, "{}", sink.name());
     let shown = format!("{} {:?}", sink.name(), sink.report().map(|r| r.line));
     assert!(!shown.contains(SECRET), "{shown}");
+
+    // 5. Batches submitted without waiting are all acknowledged, in order, once settled:
+    // `pending` never counts more than were submitted, and only goes down.
+    let mut sent = a_ids.len() + 4 + b_ids.len();
+    let mut rows: Vec<String> = a_rows.iter().chain(&b_rows).cloned().collect();
+    for k in 0..3 {
+        let (c, c_ids, c_rows) = documents(15 + 5 * k, 5);
+        sink.submit(&c, Some(&c_ids)).expect("a submission");
+        assert!(
+            sink.pending() <= k + 1,
+            "{}: {} pending",
+            sink.name(),
+            sink.pending()
+        );
+        sent += c_ids.len();
+        rows.extend(c_rows);
+    }
+    let until = std::time::Instant::now() + sink.delivery_bound(15, 1 << 20);
+    let mut last = sink.pending();
+    while sink.pending() > 0 {
+        assert!(
+            std::time::Instant::now() < until,
+            "{}: still {} pending past the delivery bound",
+            sink.name(),
+            sink.pending()
+        );
+        sink.settle(Duration::from_secs(1))
+            .expect("the submitted batches are acknowledged");
+        assert!(sink.pending() <= last, "{}", sink.name());
+        last = sink.pending();
+    }
+    sink.committed().unwrap();
+    let held = d.held(sent);
+    let every: Vec<&String> = rows
+        .iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        held.keys().collect::<Vec<_>>(),
+        every,
+        "{}: every submitted document",
+        sink.name()
+    );
 }
 
 /// A password no sink may show.

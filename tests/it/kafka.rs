@@ -306,27 +306,32 @@ fn committed(broker: &Broker, group: &str, topic: &str, partitions: i32) -> Vec<
         .collect()
 }
 
+/// A member of the group `g`, reading `raw` into `output` with these other flags, its
+/// stderr in `log`.
+fn member_with(broker: &Broker, output: &str, flags: &[&str], log: &Path) -> Running {
+    let input = format!("kafka://{}/raw?group=g", broker.addr());
+    let mut args = vec!["normalize", "--input", &input, "-o", output];
+    args.extend_from_slice(flags);
+    sophos_tac(&args)
+        .env("RUST_LOG", "warn,sophos_tac=info")
+        // Its dead-letter file, if any, goes beside its log, not into the repository.
+        .current_dir(log.parent().unwrap())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .map(Running)
+        .unwrap()
+}
+
 /// A member of the group `g`, reading `raw` into the index.
 fn member(broker: &Broker, index_url: &str, rejects: &Path, log: &Path) -> Running {
-    sophos_tac(&[
-        "normalize",
-        "--input",
-        &format!("kafka://{}/raw?group=g", broker.addr()),
-        "-o",
+    let rejects = rejects.to_str().unwrap();
+    member_with(
+        broker,
         index_url,
-        "--rejects",
-        rejects.to_str().unwrap(),
-        "--kafka-batch",
-        "25",
-    ])
-    .env("RUST_LOG", "warn,sophos_tac=info")
-    // Its dead-letter file, if any, goes beside its log, not into the repository.
-    .current_dir(log.parent().unwrap())
-    .stdout(Stdio::null())
-    .stderr(std::fs::File::create(log).unwrap())
-    .spawn()
-    .map(Running)
-    .unwrap()
+        &["--rejects", rejects, "--kafka-batch", "25"],
+        log,
+    )
 }
 
 #[test]
@@ -452,26 +457,16 @@ fn a_consumer_group_shares_the_topic_and_a_member_dies() {
 /// flight, with acknowledgements slowed by the producer's `linger.ms`: a kill finds
 /// batches delivered and not yet acknowledged.
 fn pipelined_member(broker: &Broker, log: &Path) -> Running {
-    sophos_tac(&[
-        "normalize",
-        "--input",
-        &format!("kafka://{}/raw?group=g", broker.addr()),
-        "-o",
-        &format!("kafka://{}/ecs", broker.addr()),
+    let output = format!("kafka://{}/ecs", broker.addr());
+    let flags = [
         "--kafka-batch",
         "10",
         "--kafka-in-flight",
         "8",
         "--kafka-property",
         "linger.ms=40",
-    ])
-    .env("RUST_LOG", "warn,sophos_tac=info")
-    .current_dir(log.parent().unwrap())
-    .stdout(Stdio::null())
-    .stderr(std::fs::File::create(log).unwrap())
-    .spawn()
-    .map(Running)
-    .unwrap()
+    ];
+    member_with(broker, &output, &flags, log)
 }
 
 /// Pipelined delivery, Kafka to Kafka, through `kill -9`s: every time, the offsets the

@@ -4,7 +4,7 @@
 #   file → file        sophos-tac normalize CORPUS -o FILE -j 2
 #   topic → topic      sophos-tac normalize --input kafka://…/raw?group=G -o kafka://…/OUT
 #                      (one member of the group; again with --kafka-in-flight 1, each
-#                      batch acknowledged before the next is read)
+#                      batch acknowledged before the next is submitted)
 #   plain copy         a client that consumes raw and produces each message as it is to
 #                      another topic (idempotent, acks=all, zstd): examples/kafka_bench.rs
 #   file → index       sophos-tac normalize ROWS -o http://…/INDEX --bulk-concurrency C,

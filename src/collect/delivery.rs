@@ -148,14 +148,23 @@ impl Collector {
         // Rows keyed without their tenant (no customer_id: a query.sql that leaves it
         // out): two tenants' rows with one record_identifier would be one document.
         let mut no_customer = 0u64;
-        {
+        // The rows not delivered before, found under the state's lock; then normalized
+        // without it, so that the other lanes (and this lane's next fetch) go on.
+        let fresh: Vec<(&RawValue, String)> = {
             let state = lock(&self.state);
+            let mut fresh = Vec::with_capacity(rows.len());
             for row in rows {
                 let key = crate::row::dedup_key(row.get());
                 if !in_window.insert(key.clone()) || state.seen(&tenant.id, &key)? {
                     s.duplicates += 1;
                     continue;
                 }
+                fresh.push((&**row, key));
+            }
+            fresh
+        };
+        {
+            for (row, key) in fresh {
                 // The document's key, as every path computes it: from its `message`
                 // (the row, or the row an envelope-like row holds).
                 let mut id = String::new();

@@ -78,8 +78,10 @@ impl ConsumerContext for Membership {
     }
 }
 
-/// How the source batches.
+/// How the source batches. Built from [`SourceOptions::default`], then set field by
+/// field (it may gain fields).
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct SourceOptions {
     /// The most messages in one delivery.
     pub batch_messages: usize,
@@ -209,9 +211,11 @@ pub fn run(
                 flight.push(std::mem::take(&mut batch.next), submits);
                 spare_batches.push(batch);
                 spare_outs.push(n.out);
-                // Bounded: past `in_flight` unacknowledged batches, wait for the oldest.
+                // Bounded: past `in_flight` unacknowledged batches, wait for the oldest
+                // (committing each as it is acknowledged).
                 while flight.unacknowledged(sink.pending()) >= options.in_flight.max(1) {
-                    sink.settle(Duration::from_secs(1))?;
+                    flight.settle(sink, Duration::from_secs(1))?;
+                    flight.commit(&consumer, topic, observer, &mut summary, sink.pending())?;
                 }
                 flight.commit(&consumer, topic, observer, &mut summary, sink.pending())?;
                 observer.progress(&summary);
@@ -237,7 +241,8 @@ pub fn run(
         }
         // Stopping: every batch in flight is acknowledged, then committed and waited for.
         while sink.pending() > 0 {
-            sink.settle(Duration::from_secs(1))?;
+            flight.settle(sink, Duration::from_secs(1))?;
+            flight.commit(&consumer, topic, observer, &mut summary, sink.pending())?;
         }
         flight.commit(&consumer, topic, observer, &mut summary, 0)?;
         flight.commit_last(&consumer, topic, &mut summary);
@@ -296,9 +301,12 @@ fn read(
             },
         };
         match consumer.poll(wait) {
-            // The batch's wait is over, or nothing came in 100 ms: the caller settles
-            // what the sink acknowledged meanwhile before it reads on.
-            None => break,
+            // Nothing came in 100 ms: the caller settles what the sink acknowledged
+            // meanwhile before it reads on. With messages taken, `None` is the batch's
+            // wait running out, or an event served instead of a message (a commit's
+            // answer, a rebalance): the wait's check above decides.
+            None if batch.messages.is_empty() => break,
+            None => {}
             Some(Err(e)) => {
                 // Brokers down, a rebalance: librdkafka recovers by itself.
                 tracing::warn!(url = %kafka.url(), error = %e, "consumer");
@@ -321,13 +329,16 @@ fn read(
 /// offsets each one's commit gives.
 #[derive(Default)]
 struct InFlight {
-    /// Each batch's next offsets, and how many submissions to the sink it made (one per
-    /// part with documents; none for a batch of rejects).
+    /// Each batch's next offsets, and how many submissions to the sink it made (one, or
+    /// none for a batch of rejects only).
     batches: VecDeque<(BTreeMap<i32, i64>, usize)>,
     /// How many submissions they made in all.
     submitted: usize,
     /// The offsets committed so far (asynchronously), by partition.
     committed: BTreeMap<i32, i64>,
+    /// A settle failed: the sink gave its pending batches up, so its pending count no
+    /// longer tells what was acknowledged, and nothing more is committed.
+    failed: bool,
 }
 
 impl InFlight {
@@ -351,11 +362,19 @@ impl InFlight {
         self.batches.push_back((next, submits));
     }
 
+    /// Waits up to `wait` for the sink's oldest pending batch ([`Sink::settle`]); a
+    /// failure stops every later commit.
+    fn settle(&mut self, sink: &mut dyn Sink, wait: Duration) -> Result<(), Error> {
+        let settled = sink.settle(wait);
+        self.failed |= settled.is_err();
+        settled
+    }
+
     /// Settles, without waiting, the acknowledgements that are in.
     fn settle_ready(&mut self, sink: &mut dyn Sink) -> Result<(), Error> {
         while sink.pending() > 0 {
             let before = sink.pending();
-            sink.settle(Duration::ZERO)?;
+            self.settle(sink, Duration::ZERO)?;
             if sink.pending() == before {
                 break;
             }
@@ -363,21 +382,18 @@ impl InFlight {
         Ok(())
     }
 
-    /// Commits, asynchronously, the batches acknowledged so far (the sink has acknowledged
-    /// all of their submissions but the last `sink_pending`), in order: a batch is
+    /// Takes the batches acknowledged so far, oldest first, when the sink has
+    /// acknowledged all of their submissions but the last `sink_pending`: a batch is
     /// acknowledged once every submission of it and of every batch before it is; a batch
-    /// with no document, once the ones before it are. Rejects are made durable first.
-    fn commit(
-        &mut self,
-        consumer: &BaseConsumer<Membership>,
-        topic: &str,
-        observer: &mut dyn SourceObserver,
-        summary: &mut SourceSummary,
-        sink_pending: usize,
-    ) -> Result<(), Error> {
-        let mut acknowledged = self.submitted.saturating_sub(sink_pending);
+    /// with no document, once the ones before it are. Gives the next offsets they commit
+    /// and how many they are; nothing once a settle failed.
+    fn acknowledged(&mut self, sink_pending: usize) -> (BTreeMap<i32, i64>, u64) {
         let mut next: BTreeMap<i32, i64> = BTreeMap::new();
         let mut batches = 0;
+        if self.failed {
+            return (next, batches);
+        }
+        let mut acknowledged = self.submitted.saturating_sub(sink_pending);
         while let Some(&(_, submits)) = self.batches.front() {
             if submits > acknowledged {
                 break;
@@ -389,6 +405,27 @@ impl InFlight {
                 batches += 1;
             }
         }
+        (next, batches)
+    }
+
+    /// Commits, asynchronously, the batches [acknowledged](InFlight::acknowledged) so
+    /// far, in order, for the partitions this member still holds (a partition taken away
+    /// in a rebalance is its new owner's to commit: an older offset from here would move
+    /// its commit back). Rejects are made durable first.
+    fn commit(
+        &mut self,
+        consumer: &BaseConsumer<Membership>,
+        topic: &str,
+        observer: &mut dyn SourceObserver,
+        summary: &mut SourceSummary,
+        sink_pending: usize,
+    ) -> Result<(), Error> {
+        let (mut next, batches) = self.acknowledged(sink_pending);
+        if next.is_empty() {
+            return Ok(());
+        }
+        let held = held(consumer, topic);
+        next.retain(|p, _| held.contains(p));
         if next.is_empty() {
             return Ok(());
         }
@@ -412,14 +449,7 @@ impl InFlight {
         topic: &str,
         summary: &mut SourceSummary,
     ) {
-        let held: Vec<i32> = match consumer.assignment() {
-            Ok(tpl) => tpl
-                .elements_for_topic(topic)
-                .iter()
-                .map(|e| e.partition())
-                .collect(),
-            Err(_) => return,
-        };
+        let held = held(consumer, topic);
         let last: BTreeMap<i32, i64> = std::mem::take(&mut self.committed)
             .into_iter()
             .filter(|(p, _)| held.contains(p))
@@ -431,6 +461,19 @@ impl InFlight {
             summary.commits_refused += 1;
         }
     }
+}
+
+/// The partitions of `topic` this member holds now (none when that cannot be read).
+fn held(consumer: &BaseConsumer<Membership>, topic: &str) -> Vec<i32> {
+    consumer.assignment().map_or_else(
+        |_| Vec::new(),
+        |tpl| {
+            tpl.elements_for_topic(topic)
+                .iter()
+                .map(|e| e.partition())
+                .collect()
+        },
+    )
 }
 
 /// Commits `next` offsets of `topic`'s partitions: `Ok(false)` when the group refused
@@ -628,4 +671,70 @@ fn lag(consumer: &BaseConsumer<Membership>, topic: &str, timeout: Duration) -> O
         total += (high - done).max(0);
     }
     Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offsets(partition: i32, next: i64) -> BTreeMap<i32, i64> {
+        BTreeMap::from([(partition, next)])
+    }
+
+    #[test]
+    fn batches_are_committed_in_order_once_they_and_the_ones_before_are_acknowledged() {
+        let mut flight = InFlight::default();
+        flight.push(offsets(0, 10), 1);
+        flight.push(offsets(1, 20), 0); // rejects only: nothing submitted
+        flight.push(offsets(0, 30), 1);
+        flight.push(offsets(2, 40), 1);
+        assert_eq!(flight.unacknowledged(3), 3);
+        // Three pending: nothing is acknowledged, so nothing is committed.
+        assert_eq!(flight.acknowledged(3), (BTreeMap::new(), 0));
+        // The oldest is acknowledged: it, and the batch of rejects after it.
+        assert_eq!(
+            flight.acknowledged(2),
+            (BTreeMap::from([(0, 10), (1, 20)]), 2)
+        );
+        assert_eq!(flight.unacknowledged(2), 2);
+        // Never past a pending batch: one pending is the newest, so only the third goes.
+        assert_eq!(flight.acknowledged(1), (offsets(0, 30), 1));
+        assert_eq!(flight.acknowledged(0), (offsets(2, 40), 1));
+        assert_eq!(flight.acknowledged(0), (BTreeMap::new(), 0));
+    }
+
+    #[test]
+    fn after_a_failed_settle_nothing_more_is_committed() {
+        // A sink that fails gives its pending batches up: its pending count drops to
+        // zero, which must not read as "all acknowledged".
+        struct Failing;
+        impl Sink for Failing {
+            fn name(&self) -> String {
+                "failing".into()
+            }
+            fn mark(&mut self) -> Result<String, Error> {
+                Ok(String::new())
+            }
+            fn deliver(&mut self, _: &[u8], _: Option<&[String]>) -> Result<(), Error> {
+                Ok(())
+            }
+            fn repair(&mut self, _: &str) -> Result<(), Error> {
+                Ok(())
+            }
+            fn pending(&self) -> usize {
+                0
+            }
+            fn settle(&mut self, _: Duration) -> Result<(), Error> {
+                Err(Error::Write {
+                    path: "failing".into(),
+                    source: std::io::Error::other("not acknowledged"),
+                })
+            }
+        }
+        let mut flight = InFlight::default();
+        flight.push(offsets(0, 10), 1);
+        flight.push(offsets(0, 20), 1);
+        assert!(flight.settle(&mut Failing, Duration::ZERO).is_err());
+        assert_eq!(flight.acknowledged(0), (BTreeMap::new(), 0));
+    }
 }

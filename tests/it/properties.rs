@@ -192,6 +192,10 @@ proptest! {
         }
         row["record_identifier"] = json!(odd);
         let mut item = item;
+        // (A top-level `message` holding an object would make it an envelope.)
+        if let Some(fields) = item.as_object_mut() {
+            fields.remove("message");
+        }
         item["id"] = json!(odd);
         for line in [lone(row.to_string()), json!({ "message": lone(row.to_string()) }).to_string()] {
             for profile in [Profile::documented(), Profile::extended()] {
@@ -200,7 +204,7 @@ proptest! {
         }
         for line in [lone(item.to_string()), json!({ "message": lone(item.to_string()) }).to_string()] {
             for profile in [Profile::siem_alert(), Profile::siem_event()] {
-                check_key(&Normalizer::new(profile), line.as_bytes());
+                prop_assert_eq!(check_key(&Normalizer::new(profile), line.as_bytes()), LineOutcome::Normalized);
             }
         }
     }

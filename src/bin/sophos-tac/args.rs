@@ -82,8 +82,8 @@ pub struct NormalizeArgs {
     /// the password comes from SOPHOS_TAC_KAFKA_PASSWORD.
     #[arg(long, value_name = "KEY=VALUE", value_parser = sophos_tac::kafka::property)]
     pub kafka_property: Vec<(String, String)>,
-    /// With a Kafka input: the most messages in one delivery to the output and one
-    /// commit.
+    /// With a Kafka input: the most messages in one batch (one delivery to the output;
+    /// a commit covers the batches acknowledged since the last one).
     #[arg(long, value_name = "N", default_value_t = 2000, requires = "input")]
     pub kafka_batch: usize,
     /// With a Kafka input: the most batches delivered to the output and not yet

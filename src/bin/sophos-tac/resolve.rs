@@ -235,11 +235,12 @@ fn normalize(a: NormalizeArgs) -> anyhow::Result<NormalizeConfig> {
         normalizer: Normalizer::new(profile).with_max_line_bytes(a.max_line_bytes),
         inputs,
         kafka_input,
-        kafka_batch: sophos_tac::sources::kafka::SourceOptions {
-            batch_messages: a.kafka_batch.max(1),
-            threads: options.threads,
-            in_flight: a.kafka_in_flight.into(),
-            ..Default::default()
+        kafka_batch: {
+            let mut batch = sophos_tac::sources::kafka::SourceOptions::default();
+            batch.batch_messages = a.kafka_batch.max(1);
+            batch.threads = options.threads;
+            batch.in_flight = a.kafka_in_flight.into();
+            batch
         },
         output,
         rejects: a.rejects,

@@ -110,13 +110,13 @@ impl Rsyslog {
         let _ = self.child.wait();
     }
 
-    /// The JSON documents written so far, counted.
+    /// The JSON documents written so far, counted. A last line without its newline is
+    /// still being written (rsyslog writes asynchronously): left for the next read.
     pub fn received(&self) -> BTreeMap<String, usize> {
         let mut m = BTreeMap::new();
-        for line in std::fs::read_to_string(&self.out)
-            .unwrap_or_default()
-            .lines()
-        {
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        let whole = text.rfind('\n').map_or("", |end| &text[..=end]);
+        for line in whole.lines() {
             let doc: Value =
                 serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("{e}: {line}"));
             *m.entry(doc.to_string()).or_default() += 1;

@@ -305,8 +305,12 @@ impl KafkaSink {
 
 impl KafkaSink {
     /// Hands a batch's messages to the producer (waiting only while its local queue is
-    /// full) and adds the batch to the pending ones.
-    fn hand_over(&mut self, ndjson: &[u8], ids: Option<&[String]>) -> Result<(), Error> {
+    /// full) and adds the batch to the pending ones; gives its documents.
+    fn hand_over<'a>(
+        &mut self,
+        ndjson: &'a [u8],
+        ids: Option<&[String]>,
+    ) -> Result<Vec<&'a [u8]>, Error> {
         let (keys, lines): (Vec<String>, Vec<&[u8]>) =
             super::keyed_documents(ndjson, ids).into_iter().unzip();
         self.delivery += 1;
@@ -353,7 +357,7 @@ impl KafkaSink {
             undelivered,
             deadline,
         });
-        Ok(())
+        Ok(lines)
     }
 
     /// The outcome of a pending batch whose reports are in (or late): the messages
@@ -447,8 +451,7 @@ impl Sink for KafkaSink {
         while !self.pending.is_empty() {
             self.settle_with(self.wait, None)?;
         }
-        self.hand_over(ndjson, ids)?;
-        let lines: Vec<&[u8]> = super::documents(ndjson).collect();
+        let lines = self.hand_over(ndjson, ids)?;
         while !self.pending.is_empty() {
             self.settle_with(self.wait, Some(&lines))?;
         }
@@ -461,7 +464,7 @@ impl Sink for KafkaSink {
         if self.keep_undelivered {
             return self.deliver(ndjson, ids);
         }
-        self.hand_over(ndjson, ids)
+        self.hand_over(ndjson, ids).map(drop)
     }
 
     fn pending(&self) -> usize {

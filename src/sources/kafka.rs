@@ -176,11 +176,11 @@ pub fn run(
     // while this one delivers the one before and reads the next. At most two batches
     // wait for it (one in its hands, one queued); their buffers are reused.
     let outcome = std::thread::scope(|scope| -> Result<(), Error> {
-        let (to_transform, batches) = crossbeam_channel::bounded::<(Batch, Vec<u8>)>(1);
+        let (to_transform, batches) = crossbeam_channel::bounded::<(Batch, Part)>(1);
         let (to_deliver, normalized) = crossbeam_channel::bounded::<Normalized>(1);
         let topic = kafka.topic.as_str();
         scope.spawn(move || transformer(normalizer, topic, options.threads, batches, to_deliver));
-        let (mut spare_batches, mut spare_outs): (Vec<Batch>, Vec<Vec<u8>>) = (vec![], vec![]);
+        let (mut spare_batches, mut spare_docs): (Vec<Batch>, Vec<Part>) = (vec![], vec![]);
         let mut transforming = 0usize;
         loop {
             let stopping = stop.load(Ordering::SeqCst);
@@ -199,18 +199,18 @@ pub fn run(
                     break;
                 };
                 transforming -= 1;
-                summary.counts.merge(&n.counts);
-                for reject in &n.rejects {
+                let Normalized { mut batch, docs } = n;
+                summary.counts.merge(&docs.counts);
+                for reject in &docs.rejects {
                     observer.reject(reject)?;
                 }
-                let submits = usize::from(!n.out.is_empty());
+                let submits = usize::from(!docs.out.is_empty());
                 if submits > 0 {
-                    sink.submit(&n.out, Some(&n.ids))?;
+                    sink.submit(&docs.out, Some(&docs.ids))?;
                 }
-                let mut batch = n.batch;
                 flight.push(std::mem::take(&mut batch.next), submits);
                 spare_batches.push(batch);
-                spare_outs.push(n.out);
+                spare_docs.push(docs);
                 // Bounded: past `in_flight` unacknowledged batches, wait for the oldest
                 // (committing each as it is acknowledged).
                 while flight.unacknowledged(sink.pending()) >= options.in_flight.max(1) {
@@ -233,8 +233,8 @@ pub fn run(
                 continue;
             }
             summary.messages += batch.messages.len() as u64;
-            let out = spare_outs.pop().unwrap_or_default();
-            if to_transform.send((batch, out)).is_err() {
+            let docs = spare_docs.pop().unwrap_or_else(|| Part::new(normalizer));
+            if to_transform.send((batch, docs)).is_err() {
                 return Err(err("the transform thread stopped".into()));
             }
             transforming += 1;
@@ -502,55 +502,40 @@ fn commit(
     }
 }
 
-/// A batch, normalized: its documents in one buffer, their keys, counts and rejects.
+/// A batch, normalized: the batch read (its offsets for the commit; its buffer for the
+/// next read), and its documents, keys, counts and rejects in one part.
 struct Normalized {
-    /// The batch read (its offsets for the commit; its buffer for the next read).
     batch: Batch,
-    /// Documents, each with its newline.
-    out: Vec<u8>,
-    /// Each document's key.
-    ids: Vec<String>,
-    counts: LineCounts,
-    /// Reject records, in order.
-    rejects: Vec<serde_json::Value>,
+    docs: Part,
 }
 
 /// The transform stage: normalizes each batch it is given on `threads` threads, into the
-/// buffer that comes with it, and hands it on, in order, until either channel closes.
+/// part that comes with it (its buffers reused), and hands it on, in order, until either
+/// channel closes.
 fn transformer(
     normalizer: &Normalizer,
     topic: &str,
     threads: usize,
-    batches: crossbeam_channel::Receiver<(Batch, Vec<u8>)>,
+    batches: crossbeam_channel::Receiver<(Batch, Part)>,
     normalized: crossbeam_channel::Sender<Normalized>,
 ) {
     let mut parts = Vec::new();
-    for (batch, mut out) in batches {
+    for (batch, mut docs) in batches {
         transform_batch(normalizer, topic, &batch, threads, &mut parts);
-        out.clear();
-        let mut n = Normalized {
-            ids: Vec::with_capacity(batch.messages.len()),
-            batch,
-            out,
-            counts: LineCounts {
-                warnings: normalizer.new_warnings(),
-                ..LineCounts::default()
-            },
-            rejects: Vec::new(),
-        };
+        docs.reset(normalizer);
         for part in &mut parts {
-            n.counts.merge(&part.counts);
-            n.rejects.append(&mut part.rejects);
-            n.out.extend_from_slice(&part.out);
-            n.ids.append(&mut part.ids);
+            docs.counts.merge(&part.counts);
+            docs.rejects.append(&mut part.rejects);
+            docs.out.extend_from_slice(&part.out);
+            docs.ids.append(&mut part.ids);
         }
-        if normalized.send(n).is_err() {
+        if normalized.send(Normalized { batch, docs }).is_err() {
             return;
         }
     }
 }
 
-/// What one thread made of its share of a batch.
+/// What one thread made of its share of a batch (or a whole batch, its parts joined).
 struct Part {
     /// Documents, each with its newline.
     out: Vec<u8>,
@@ -572,6 +557,17 @@ impl Part {
             },
             rejects: Vec::new(),
         }
+    }
+
+    /// Empties it for the next batch, keeping its buffers.
+    fn reset(&mut self, normalizer: &Normalizer) {
+        self.out.clear();
+        self.ids.clear();
+        self.rejects.clear();
+        self.counts = LineCounts {
+            warnings: normalizer.new_warnings(),
+            ..LineCounts::default()
+        };
     }
 }
 
@@ -618,13 +614,7 @@ fn transform(
     messages: &[(i32, i64, Range<usize>)],
     part: &mut Part,
 ) {
-    part.out.clear();
-    part.ids.clear();
-    part.rejects.clear();
-    part.counts = LineCounts {
-        warnings: normalizer.new_warnings(),
-        ..LineCounts::default()
-    };
+    part.reset(normalizer);
     for (partition, offset, payload) in messages {
         let payload = &bytes[payload.clone()];
         // A message "row\n" is one line, not a line and a blank one.

@@ -306,6 +306,48 @@ fn committed(broker: &Broker, group: &str, topic: &str, partitions: i32) -> Vec<
         .collect()
 }
 
+/// Waits until `group` has committed `ends` on `topic`'s partitions (`within` at most;
+/// the member's `log` is shown if not).
+fn wait_until_committed(
+    broker: &Broker,
+    (group, topic): (&str, &str),
+    ends: &[i64],
+    within: Duration,
+    log: &Path,
+) {
+    let partitions = ends.len() as i32;
+    let until = Instant::now() + within;
+    while committed(broker, group, topic, partitions) != ends {
+        assert!(
+            Instant::now() < until,
+            "committed {:?}, ends {ends:?} after {within:?}:\n{}",
+            committed(broker, group, topic, partitions),
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Stops a member with SIGTERM (it commits and leaves the group) and gives its exit
+/// status: 30 s at most.
+fn stop_member(member: &mut Running) -> std::process::ExitStatus {
+    Command::new("kill")
+        .args(["-TERM", &member.0.id().to_string()])
+        .status()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = member.0.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < until,
+            "the member did not stop within 30 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A member of the group `g`, reading `raw` into `output` with these other flags, its
 /// stderr in `log`.
 fn member_with(broker: &Broker, output: &str, flags: &[&str], log: &Path) -> Running {
@@ -396,33 +438,11 @@ fn a_consumer_group_shares_the_topic_and_a_member_dies() {
         std::thread::sleep(Duration::from_millis(200));
     }
     // Let the survivor commit, then stop it with SIGTERM: it leaves the group cleanly.
-    let until = Instant::now() + Duration::from_secs(60);
     let ends: Vec<i64> = (0..3)
         .map(|p| lines.iter().skip(p).step_by(3).count() as i64)
         .collect();
-    while committed(&broker, "g", "raw", 3) != ends {
-        assert!(
-            Instant::now() < until,
-            "committed {:?}, ends {ends:?}",
-            committed(&broker, "g", "raw", 3)
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    Command::new("kill")
-        .args(["-TERM", &second.0.id().to_string()])
-        .status()
-        .unwrap();
-    let until = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = second.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < until,
-            "the survivor did not stop within 30 s of SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    wait_until_committed(&broker, ("g", "raw"), &ends, Duration::from_secs(60), &l2);
+    let status = stop_member(&mut second);
     let log = std::fs::read_to_string(&l2).unwrap();
     assert!(matches!(status.code(), Some(0 | 1)), "{status:?}\n{log}");
     assert!(log.contains("lag 0"), "{log}");
@@ -537,25 +557,8 @@ fn kill_9_with_batches_in_flight_never_commits_past_them() {
     // The last member reads the rest, and stops on SIGTERM.
     let log = dir.path().join("member-last.log");
     let mut last = pipelined_member(&broker, &log);
-    let until = Instant::now() + Duration::from_secs(180);
-    while committed(&broker, "g", "raw", 3) != ends {
-        assert!(
-            Instant::now() < until,
-            "committed {:?}, ends {ends:?}:\n{}",
-            committed(&broker, "g", "raw", 3),
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    Command::new("kill")
-        .args(["-TERM", &last.0.id().to_string()])
-        .status()
-        .unwrap();
-    let until = Instant::now() + Duration::from_secs(30);
-    while last.0.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < until, "no stop within 30 s of SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until_committed(&broker, ("g", "raw"), &ends, Duration::from_secs(180), &log);
+    stop_member(&mut last);
     let _ = check("at the end");
     let messages = read_topic(&broker, "ecs", 3);
     let delivered: BTreeSet<String> = messages.iter().map(|m| message(&m.payload)).collect();
@@ -823,10 +826,7 @@ fn one_row_is_one_document_whatever_the_path() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let _ = Command::new("kill")
-        .args(["-TERM", &member.0.id().to_string()])
-        .status();
-    let status = member.0.wait().unwrap();
+    let status = stop_member(&mut member);
     assert_eq!(
         status.code(),
         Some(0),

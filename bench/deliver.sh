@@ -29,14 +29,7 @@ source bench/lib.sh
 TANSU=$(tansu_program)
 OSMEM=$(osmem_program)
 
-# The examples first, then the binary alone: built with examples (or tests), the binary
-# would carry the crash tests' fault-injection feature.
-cargo build --release --quiet --example gen_corpus --example kafka_bench
-cargo build --release --quiet --bin sophos-tac
-TAC=target/release/sophos-tac
-KB=target/release/examples/kafka_bench
-CORPUS=$DATA/corpus-$SIZE.ndjson
-[ -s "$CORPUS" ] || target/release/examples/gen_corpus --bytes "$SIZE" --seed 1 > "$CORPUS"
+build_for_kafka "$SIZE"
 # In memory when it can be (/dev/shm): the disk is no part of any path compared here
 # (the broker keeps its topics in memory too).
 WORK=$(mktemp -d -p "$( [ -d /dev/shm ] && [ -w /dev/shm ] && echo /dev/shm || echo "${TMPDIR:-/tmp}")")

@@ -15,14 +15,7 @@ SIZE=${1:-100M}
 source bench/lib.sh
 TANSU=$(tansu_program)
 
-# The examples first, then the binary alone: built with examples (or tests), the binary
-# would carry the crash tests' fault-injection feature.
-cargo build --release --quiet --example gen_corpus --example kafka_bench
-cargo build --release --quiet --bin sophos-tac
-TAC=target/release/sophos-tac
-KB=target/release/examples/kafka_bench
-CORPUS=$DATA/corpus-$SIZE.ndjson
-[ -s "$CORPUS" ] || target/release/examples/gen_corpus --bytes "$SIZE" --seed 1 > "$CORPUS"
+build_for_kafka "$SIZE"
 ROWS=$(wc -l < "$CORPUS")
 
 PORT=19092

